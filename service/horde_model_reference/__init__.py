@@ -1,0 +1,63 @@
+"""horde_model_reference: the AI-Horde model reference, kept in sync over an event bus."""
+
+from horde_model_reference.catalog import (
+    DecodedCatalog,
+    RecordIssue,
+    catalog_digest,
+    decode_catalog,
+    decode_record,
+    encode_catalog,
+)
+from horde_model_reference.categories import (
+    MODEL_DOMAIN,
+    MODEL_PURPOSE,
+    MODEL_REFERENCE_CATEGORY,
+    CategoryDescriptor,
+    ModelClassification,
+    get_category_descriptor,
+    parse_category,
+)
+from horde_model_reference.errors import (
+    BackendError,
+    CatalogDecodeError,
+    CategoryNotFoundError,
+    ConflictError,
+    InvalidModelNameError,
+    ModelNotFoundError,
+    ModelReferenceError,
+    RecordDecodeError,
+    SettingsError,
+    UnknownCategoryError,
+)
+from horde_model_reference.records import *  # noqa: F403
+from horde_model_reference.records import __all__ as _records_all
+from horde_model_reference.registries import *  # noqa: F403
+from horde_model_reference.registries import __all__ as _registries_all
+
+__all__ = [
+    "MODEL_DOMAIN",
+    "MODEL_PURPOSE",
+    "MODEL_REFERENCE_CATEGORY",
+    "BackendError",
+    "CatalogDecodeError",
+    "CategoryDescriptor",
+    "CategoryNotFoundError",
+    "ConflictError",
+    "DecodedCatalog",
+    "InvalidModelNameError",
+    "ModelClassification",
+    "ModelNotFoundError",
+    "ModelReferenceError",
+    "RecordDecodeError",
+    "RecordIssue",
+    "SettingsError",
+    "UnknownCategoryError",
+    "catalog_digest",
+    "decode_catalog",
+    "decode_record",
+    "encode_catalog",
+    "get_category_descriptor",
+    "parse_category",
+    *_records_all,
+    *_registries_all,
+]

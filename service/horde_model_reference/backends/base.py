@@ -1,0 +1,73 @@
+"""The backend protocol: where canonical catalog bytes come from (and, optionally, go to)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+import msgspec
+
+from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
+
+__all__ = ["CategoryPayload", "InvalidationCallback", "ModelReferenceBackend"]
+
+InvalidationCallback = Callable[[MODEL_REFERENCE_CATEGORY], None]
+"""Called (from any thread) with a category whose data the backend knows has changed."""
+
+
+class CategoryPayload(msgspec.Struct, frozen=True):
+    """A category's canonical v2 JSON bytes as a backend returned them."""
+
+    category: MODEL_REFERENCE_CATEGORY
+    data: bytes
+    """The v2 JSON bytes; the digest is computed over exactly these bytes."""
+    digest: str
+    """sha256 hex of `data`."""
+    fetched_at: float
+    """Unix time the backend read or received the bytes."""
+    revision: int | None = None
+    """The service revision, when the backend knows it (Redis, bus); None for plain sources."""
+    source: str = ""
+    """Where the bytes came from (a path or URL), for logs and errors."""
+
+
+@runtime_checkable
+class ModelReferenceBackend(Protocol):
+    """Loads canonical catalogs. Async first; every network or disk wait is bounded by a timeout."""
+
+    name: str
+
+    async def fetch_category(
+        self, category: MODEL_REFERENCE_CATEGORY, *, force_refresh: bool = False
+    ) -> CategoryPayload | None:
+        """The category's current bytes, or None when the backend has no catalog for it.
+
+        Raises `BackendError` when the source failed and there is no last good copy to return.
+        """
+        ...
+
+    async def fetch_all(
+        self, *, force_refresh: bool = False
+    ) -> dict[MODEL_REFERENCE_CATEGORY, CategoryPayload]:
+        """Every category the backend has (failures are logged and left out)."""
+        ...
+
+    def last_fetched(self, category: MODEL_REFERENCE_CATEGORY) -> float | None:
+        """Unix time of the last successful fetch of `category`, or None."""
+        ...
+
+    def add_invalidation_callback(self, callback: InvalidationCallback) -> None:
+        """Register `callback` to be told when a category's data changed."""
+        ...
+
+    def supports_writes(self) -> bool:
+        """Whether `write_category` is available."""
+        ...
+
+    async def write_category(self, category: MODEL_REFERENCE_CATEGORY, data: bytes) -> CategoryPayload:
+        """Replace the category atomically with `data` (v2 JSON). Only when `supports_writes()`."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and files."""
+        ...

@@ -1,0 +1,146 @@
+"""The wire contracts of the bus: events and replies, msgspec Structs encoded as JSON.
+
+Subjects (prefix default `hmr.v1`, configurable):
+
+| subject                          | kind           | payload           |
+|----------------------------------|----------------|-------------------|
+| `<prefix>.changed.<category>`    | publish        | `CategoryChanged` |
+| `<prefix>.heartbeat`             | publish        | `Heartbeat`       |
+| `<prefix>.snapshot.<category>`   | request/reply  | `SnapshotRequest` -> `Snapshot` or `ErrorReply` |
+| `<prefix>.health`                | request/reply  | (empty) -> `HealthReply` |
+| `<prefix>.write.<command>`       | request/reply  | write commands and their results |
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = [
+    "CategoryChanged",
+    "CategoryState",
+    "ErrorReply",
+    "Heartbeat",
+    "Snapshot",
+    "SnapshotRequest",
+    "Subjects",
+    "decode_event",
+    "encode_event",
+]
+
+DEFAULT_SUBJECT_PREFIX = "hmr.v1"
+
+
+class CategoryChanged(msgspec.Struct, frozen=True, kw_only=True, tag="category_changed", tag_field="type"):
+    """A category changed on the primary. Published after the snapshot is stored.
+
+    `revision` is monotonic per category and never reused, even across service restarts.
+    `records`, when present, holds the added and changed records (v2 JSON by catalog key): a
+    consumer holding `revision - 1` with digest `previous_digest` patches its cache from it without
+    fetching anything. Absent (None) when the delta was larger than the configured bound.
+    """
+
+    category: str
+    revision: int
+    digest: str
+    previous_digest: str | None
+    added: list[str] = []
+    removed: list[str] = []
+    changed: list[str] = []
+    records: dict[str, msgspec.Raw] | None = None
+    record_count: int = 0
+    service_id: str = ""
+    published_at: float = 0.0
+
+
+class CategoryState(msgspec.Struct, frozen=True, array_like=False):
+    """A category's revision and digest as the service holds them."""
+
+    revision: int
+    digest: str
+
+
+class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, tag="heartbeat", tag_field="type"):
+    """Sent every few seconds: every category's revision and digest, so consumers detect gaps."""
+
+    service_id: str
+    started_at: float
+    sent_at: float
+    categories: dict[str, CategoryState]
+
+
+class SnapshotRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Ask for a category's snapshot. `min_revision` lets the service say it is behind."""
+
+    min_revision: int = 0
+
+
+class Snapshot(msgspec.Struct, frozen=True, kw_only=True, tag="snapshot", tag_field="type"):
+    """A category's full state: revision, digest and the canonical v2 JSON (embedded as raw JSON)."""
+
+    category: str
+    revision: int
+    digest: str
+    data: msgspec.Raw
+    service_id: str = ""
+
+
+class ErrorReply(msgspec.Struct, frozen=True, kw_only=True, tag="error", tag_field="type"):
+    """A request that could not be answered, and why."""
+
+    error: str
+    message: str
+    category: str | None = None
+
+
+class Subjects(msgspec.Struct, frozen=True):
+    """The subject names for one prefix."""
+
+    prefix: str = DEFAULT_SUBJECT_PREFIX
+
+    def changed(self, category: str) -> str:
+        """Where `CategoryChanged` for `category` is published."""
+        return f"{self.prefix}.changed.{category}"
+
+    @property
+    def changed_all(self) -> str:
+        """Wildcard over every category's change subject."""
+        return f"{self.prefix}.changed.*"
+
+    @property
+    def heartbeat(self) -> str:
+        """Where `Heartbeat` is published."""
+        return f"{self.prefix}.heartbeat"
+
+    def snapshot(self, category: str) -> str:
+        """Where snapshot requests for `category` are answered."""
+        return f"{self.prefix}.snapshot.{category}"
+
+    @property
+    def snapshot_all(self) -> str:
+        """Wildcard the snapshot responder listens on."""
+        return f"{self.prefix}.snapshot.*"
+
+    @property
+    def health(self) -> str:
+        """Where health requests are answered."""
+        return f"{self.prefix}.health"
+
+    def write(self, command: str) -> str:
+        """Where the write command `command` is answered."""
+        return f"{self.prefix}.write.{command}"
+
+
+_ENCODER = msgspec.json.Encoder()
+_EVENT_DECODER = msgspec.json.Decoder(CategoryChanged | Heartbeat | Snapshot | ErrorReply)
+
+Event = CategoryChanged | Heartbeat | Snapshot | ErrorReply
+
+
+def encode_event(event: Event) -> bytes:
+    """JSON bytes of an event or reply."""
+    return _ENCODER.encode(event)
+
+
+def decode_event(data: bytes) -> Event:
+    """Decode any event or reply by its `type` tag (raises `msgspec.DecodeError` when malformed)."""
+    return _EVENT_DECODER.decode(data)

@@ -1,0 +1,185 @@
+"""Decoding and encoding whole v2 catalogs without ever losing a category to one bad record.
+
+`decode_catalog` tries the whole catalog in one msgspec pass (the fast path). Only when that
+fails does it decode record by record, skipping and reporting each record that cannot be decoded
+(category, key, the decoder's message), so the rest of the category still loads. In strict mode
+the first bad record raises `RecordDecodeError` naming the record and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+import msgspec
+
+from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, parse_category
+from horde_model_reference.errors import CatalogDecodeError, RecordDecodeError
+from horde_model_reference.logs import get_logger
+from horde_model_reference.records import GenericModelRecord, record_type_for
+
+__all__ = [
+    "DecodedCatalog",
+    "RecordIssue",
+    "catalog_digest",
+    "decode_catalog",
+    "decode_record",
+    "encode_catalog",
+    "forget_decoders",
+]
+
+_log = get_logger(__name__)
+_FIELD_IN_PATH = re.compile(r"at `\$(?:\[[^\]]*\])?\.?([A-Za-z_][\w.]*)?")
+
+
+class RecordIssue(msgspec.Struct, frozen=True):
+    """A record that was skipped while decoding a catalog, and why."""
+
+    category: str
+    name: str
+    reason: str
+    field: str | None = None
+
+
+class DecodedCatalog(msgspec.Struct, frozen=True):
+    """The records of one category keyed by catalog key, and the records that were skipped."""
+
+    category: MODEL_REFERENCE_CATEGORY
+    records: dict[str, GenericModelRecord]
+    issues: tuple[RecordIssue, ...] = ()
+
+
+@cache
+def _catalog_decoder(record_type: type[GenericModelRecord]) -> msgspec.json.Decoder[Any]:
+    return msgspec.json.Decoder(dict[str, record_type])  # type: ignore[valid-type]
+
+
+@cache
+def _record_decoder(record_type: type[GenericModelRecord]) -> msgspec.json.Decoder[Any]:
+    return msgspec.json.Decoder(record_type)
+
+
+_RAW_DECODER = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_ENCODER = msgspec.json.Encoder()
+
+
+def forget_decoders() -> None:
+    """Drop cached decoders (after `register_record_type` changed a category's record type)."""
+    _catalog_decoder.cache_clear()
+    _record_decoder.cache_clear()
+
+
+def _field_of(message: str) -> str | None:
+    match = _FIELD_IN_PATH.search(message)
+    return match.group(1) if match and match.group(1) else None
+
+
+def _check_bytes(category: str, data: bytes, source: str | None) -> None:
+    if not data.strip():
+        raise CatalogDecodeError(category, "the input is empty", source=source)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CatalogDecodeError(
+            category,
+            f"the input is not UTF-8 (byte {exc.start}: {data[exc.start : exc.start + 1]!r})",
+            source=source,
+        ) from None
+
+
+def _top_level_error(category: str, data: bytes, exc: Exception, source: str | None) -> CatalogDecodeError:
+    try:
+        value = msgspec.json.decode(data)
+    except msgspec.DecodeError as inner:
+        return CatalogDecodeError(category, f"malformed JSON: {inner}", source=source)
+    kind = type(value).__name__
+    return CatalogDecodeError(
+        category, f"expected a JSON object mapping model names to records, got a JSON {kind}", source=source
+    )
+
+
+def decode_catalog(
+    category: str | MODEL_REFERENCE_CATEGORY,
+    data: bytes,
+    *,
+    strict: bool = False,
+    source: str | None = None,
+) -> DecodedCatalog:
+    """Decode a category's v2 JSON bytes into records keyed by catalog key.
+
+    Raises `CatalogDecodeError` when the input as a whole is unusable (empty, not UTF-8, malformed
+    JSON, not an object). A bad record is skipped and reported in `issues` (or raises
+    `RecordDecodeError` with `strict=True`).
+    """
+    cat = parse_category(category)
+    record_type = record_type_for(cat)
+    try:
+        records: dict[str, GenericModelRecord] = _catalog_decoder(record_type).decode(data)
+        return DecodedCatalog(cat, records)
+    except msgspec.ValidationError:
+        pass
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        _check_bytes(cat.value, data, source)
+        raise _top_level_error(cat.value, data, exc, source) from None
+
+    try:
+        raw = _RAW_DECODER.decode(data)
+    except msgspec.ValidationError as exc:
+        raise _top_level_error(cat.value, data, exc, source) from None
+    decoder = _record_decoder(record_type)
+    records = {}
+    issues: list[RecordIssue] = []
+    for key, raw_record in raw.items():
+        try:
+            records[key] = decoder.decode(raw_record)
+        except msgspec.ValidationError as exc:
+            reason = str(exc)
+            issue = RecordIssue(cat.value, key, reason, _field_of(reason))
+            if strict:
+                raise RecordDecodeError(cat.value, key, reason, field=issue.field) from None
+            _log.warning(
+                "record_skipped",
+                category=cat.value,
+                model=key,
+                reason=reason,
+                field=issue.field,
+                source=source,
+            )
+            issues.append(issue)
+    return DecodedCatalog(cat, records, tuple(issues))
+
+
+def decode_record(
+    category: str | MODEL_REFERENCE_CATEGORY, data: bytes | Mapping[str, Any]
+) -> GenericModelRecord:
+    """Decode and validate one record of `category` from JSON bytes or a plain mapping.
+
+    Raises `RecordDecodeError` naming the record and the field on failure.
+    """
+    cat = parse_category(category)
+    record_type = record_type_for(cat)
+    name = "?"
+    try:
+        if isinstance(data, bytes | bytearray | memoryview):
+            return _record_decoder(record_type).decode(data)
+        name = str(data.get("name", "?"))
+        return msgspec.convert(data, record_type, from_attributes=False)
+    except msgspec.ValidationError as exc:
+        reason = str(exc)
+        raise RecordDecodeError(cat.value, name, reason, field=_field_of(reason)) from None
+    except msgspec.DecodeError as exc:
+        raise RecordDecodeError(cat.value, name, f"malformed JSON: {exc}") from None
+
+
+def encode_catalog(records: Mapping[str, GenericModelRecord], *, indent: int = 0) -> bytes:
+    """Encode records (keyed by catalog key) as v2 JSON bytes; `indent` > 0 pretty-prints."""
+    data = _ENCODER.encode(dict(records))
+    return msgspec.json.format(data, indent=indent) if indent else data
+
+
+def catalog_digest(data: bytes) -> str:
+    """The digest of a catalog's canonical bytes (sha256, hex)."""
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,43 @@
+"""structlog configuration: readable lines in a terminal, JSON lines in production."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import structlog
+
+__all__ = ["configure_logging", "get_logger"]
+
+
+def configure_logging(*, json: bool | None = None, level: str | None = None) -> None:
+    """Configure structlog once for the process.
+
+    `json=None` picks JSON when stderr is not a terminal or `HORDE_MODEL_REFERENCE_LOG_JSON=1`.
+    """
+    if json is None:
+        env = os.environ.get("HORDE_MODEL_REFERENCE_LOG_JSON")
+        json = env == "1" if env is not None else not sys.stderr.isatty()
+    level_name = (level or os.environ.get("HORDE_MODEL_REFERENCE_LOG_LEVEL", "INFO")).upper()
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level_name)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger bound to the module name."""
+    return structlog.get_logger(name).bind(logger=name)

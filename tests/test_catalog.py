@@ -1,0 +1,201 @@
+"""Records and catalog decoding: the real golden-v2 files, and every kind of bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+from structlog.testing import capture_logs
+
+from horde_model_reference import (
+    MODEL_RECORD_TYPE_LOOKUP,
+    MODEL_REFERENCE_CATEGORY,
+    CatalogDecodeError,
+    GenericModelRecord,
+    ImageGenerationModelRecord,
+    RecordDecodeError,
+    TextGenerationModelRecord,
+    UnknownCategoryError,
+    decode_catalog,
+    decode_record,
+    encode_catalog,
+    get_category_descriptor,
+    parse_category,
+)
+
+GOLDEN_COUNTS = {
+    "stable_diffusion.json": 161,
+    "text_generation.json": 719,
+    "controlnet.json": 18,
+    "esrgan.json": 6,
+    "blip.json": 2,
+    "clip.json": 2,
+    "miscellaneous.json": 2,
+    "codeformer.json": 1,
+    "gfpgan.json": 1,
+    "safety_checker.json": 1,
+}
+
+
+def _category_of(file_name: str) -> MODEL_REFERENCE_CATEGORY:
+    for category in MODEL_REFERENCE_CATEGORY:
+        if get_category_descriptor(category).v2_filename == file_name:
+            return category
+    raise AssertionError(file_name)
+
+
+def test_all_fifteen_categories_have_descriptors() -> None:
+    assert len(MODEL_REFERENCE_CATEGORY) == 15
+    assert set(MODEL_RECORD_TYPE_LOOKUP) == set(MODEL_REFERENCE_CATEGORY)
+    image = get_category_descriptor("image_generation")
+    assert image.v2_filename == "stable_diffusion.json"
+    text = get_category_descriptor(MODEL_REFERENCE_CATEGORY.text_generation)
+    assert (text.v2_filename, text.legacy_filename, text.github_source) == (
+        "text_generation.json",
+        "models.csv",
+        "text",
+    )
+    assert get_category_descriptor("lora").managed_elsewhere
+    assert get_category_descriptor("ti").managed_elsewhere
+    assert get_category_descriptor("video_generation").legacy_filename is None
+    assert parse_category("stable_diffusion") is MODEL_REFERENCE_CATEGORY.image_generation
+
+
+def test_unknown_category_names_the_value_and_the_valid_ones() -> None:
+    with pytest.raises(UnknownCategoryError, match="'dalle'.*image_generation"):
+        parse_category("dalle")
+
+
+@pytest.mark.parametrize("file_name", sorted(GOLDEN_COUNTS))
+def test_golden_v2_decodes_completely(shared_data: Path, file_name: str) -> None:
+    category = _category_of(file_name)
+    decoded = decode_catalog(category, (shared_data / "golden-v2" / file_name).read_bytes())
+    assert len(decoded.records) == GOLDEN_COUNTS[file_name]
+    assert decoded.issues == ()
+    for record in decoded.records.values():
+        assert isinstance(record, MODEL_RECORD_TYPE_LOOKUP[category])
+        assert record.model_classification is not None
+
+
+def test_image_defaults_fill_what_the_file_omits(shared_data: Path) -> None:
+    data = (shared_data / "golden-v2" / "stable_diffusion.json").read_bytes()
+    record = decode_catalog("image_generation", data).records["DreamShaper XL"]
+    assert isinstance(record, ImageGenerationModelRecord)
+    assert record.record_type == "image_generation"
+    assert record.metadata.schema_version == "2.1.0"
+    assert record.model_classification is not None
+    assert (record.model_classification.domain, record.model_classification.purpose) == (
+        "image",
+        "generation",
+    )
+    assert record.baseline == "stable_diffusion_xl"
+    assert record.requirements == {
+        "min_steps": 3,
+        "max_steps": 6,
+        "cfg_scale": 2,
+        "samplers": ["k_dpmpp_sde"],
+        "schedulers": ["karras"],
+    }
+
+
+def test_text_parameters_on_the_wire_parameters_count_in_python(shared_data: Path) -> None:
+    data = (shared_data / "golden-v2" / "text_generation.json").read_bytes()
+    record = decode_catalog("text_generation", data).records["acrastt/Marx-3B-V3"]
+    assert isinstance(record, TextGenerationModelRecord)
+    assert record.parameters_count == 3_000_000_000
+    assert msgspec.json.decode(record.to_json())["parameters"] == 3_000_000_000
+
+
+def test_key_is_the_catalog_key_not_the_name(shared_data: Path) -> None:
+    data = (shared_data / "golden-v2" / "controlnet.json").read_bytes()
+    records = decode_catalog("controlnet", data).records
+    assert records["control_qr_sdxl"].name == "control_qr_xl"
+
+
+def test_round_trip_keeps_every_value(shared_data: Path) -> None:
+    for file_name in GOLDEN_COUNTS:
+        category = _category_of(file_name)
+        first = decode_catalog(category, (shared_data / "golden-v2" / file_name).read_bytes())
+        again = decode_catalog(category, encode_catalog(first.records, indent=2))
+        assert again.records == first.records
+
+
+def test_unknown_baseline_and_style_are_warnings_not_errors() -> None:
+    body = {
+        "a": {"name": "a", "baseline": "baseline_from_the_future", "nsfw": False, "style": "new_style"},
+        "b": {"name": "b", "baseline": "baseline_from_the_future", "nsfw": False},
+    }
+    with capture_logs() as logs:
+        decoded = decode_catalog("image_generation", msgspec.json.encode(body))
+    assert set(decoded.records) == {"a", "b"}
+    unknown = [(entry["kind"], entry["value"]) for entry in logs if entry["event"] == "unknown_value"]
+    assert unknown == [("image_baseline", "baseline_from_the_future"), ("model_style", "new_style")]
+
+
+BAD_CATALOGS = {
+    "malformed JSON": (b'{"a": {"name": ', "malformed JSON"),
+    "array instead of object": (b"[1, 2]", "got a JSON list"),
+    "empty file": (b"", "empty"),
+    "whitespace only": (b"  \n", "empty"),
+    "not UTF-8": (b'{"a": {"name": "\xff\xfe"}}', "not UTF-8"),
+    "string at top level": (b'"hello"', "got a JSON str"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CATALOGS))
+def test_bad_catalog_is_a_clear_error(case: str) -> None:
+    data, message = BAD_CATALOGS[case]
+    with pytest.raises(CatalogDecodeError, match=message) as info:
+        decode_catalog("image_generation", data, source="test.json")
+    assert info.value.category == "image_generation"
+    assert "test.json" in str(info.value)
+
+
+def _two_good_one_bad() -> bytes:
+    return msgspec.json.encode(
+        {
+            "good one": {"name": "good one", "baseline": "stable_diffusion_1", "nsfw": False},
+            "bad one": {"name": "bad one", "baseline": "stable_diffusion_1", "nsfw": "maybe"},
+            "good two": {"name": "good two", "baseline": "stable_diffusion_xl", "nsfw": True},
+        }
+    )
+
+
+def test_bad_record_is_skipped_and_reported_the_rest_loads() -> None:
+    decoded = decode_catalog("image_generation", _two_good_one_bad())
+    assert list(decoded.records) == ["good one", "good two"]
+    assert len(decoded.issues) == 1
+    issue = decoded.issues[0]
+    assert (issue.category, issue.name, issue.field) == ("image_generation", "bad one", "nsfw")
+    assert "Expected `bool`" in issue.reason
+
+
+def test_strict_mode_raises_with_record_and_field() -> None:
+    with pytest.raises(RecordDecodeError, match="'bad one'.*'nsfw'") as info:
+        decode_catalog("image_generation", _two_good_one_bad(), strict=True)
+    assert (info.value.name, info.value.field) == ("bad one", "nsfw")
+
+
+def test_record_that_is_not_an_object_is_skipped() -> None:
+    body = b'{"x": 5, "y": {"name": "y", "baseline": "infer", "nsfw": false}}'
+    decoded = decode_catalog("image_generation", body)
+    assert list(decoded.records) == ["y"]
+    assert decoded.issues[0].name == "x"
+
+
+def test_decode_record_from_mapping_and_bytes() -> None:
+    record = decode_record("text_generation", {"name": "org/m", "parameters": 7})
+    assert isinstance(record, TextGenerationModelRecord)
+    assert record.parameters_count == 7
+    with pytest.raises(RecordDecodeError, match="parameters"):
+        decode_record("text_generation", {"name": "org/m", "parameters": "seven"})
+    with pytest.raises(RecordDecodeError, match="malformed JSON"):
+        decode_record("text_generation", b"{")
+
+
+def test_generic_record_for_categories_without_special_fields() -> None:
+    record = decode_record("video_generation", {"name": "v"})
+    assert isinstance(record, GenericModelRecord)
+    assert record.model_classification is not None
+    assert record.model_classification.domain == "video"
