@@ -53,7 +53,7 @@ def _docker_available() -> bool:
 
         docker.from_env().ping()
         return True
-    except Exception:  # noqa: BLE001 - any failure means "no Docker engine"
+    except Exception:
         return False
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "decode_record",
     "encode_catalog",
     "forget_decoders",
+    "validate_catalog_bytes",
 ]
 
 _log = get_logger(__name__)
@@ -150,6 +151,24 @@ def decode_catalog(
             )
             issues.append(issue)
     return DecodedCatalog(cat, records, tuple(issues))
+
+
+def validate_catalog_bytes(
+    category: str | MODEL_REFERENCE_CATEGORY, data: bytes, *, source: str | None = None
+) -> dict[str, msgspec.Raw]:
+    """Check that `data` is a UTF-8 JSON object and return its records as raw JSON by key.
+
+    Raises `CatalogDecodeError` otherwise. Cheap: records are not decoded.
+    """
+    cat = parse_category(category)
+    try:
+        raw: dict[str, msgspec.Raw] = _RAW_DECODER.decode(data)
+        return raw
+    except msgspec.ValidationError as exc:
+        raise _top_level_error(cat.value, data, exc, source) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        _check_bytes(cat.value, data, source)
+        raise _top_level_error(cat.value, data, exc, source) from None
 
 
 def decode_record(

@@ -10,6 +10,7 @@ __all__ = [
     "InvalidModelNameError",
     "ModelNotFoundError",
     "ModelReferenceError",
+    "NoLegacyFormatError",
     "RecordDecodeError",
     "SettingsError",
     "UnknownCategoryError",
@@ -31,8 +32,11 @@ class UnknownCategoryError(ModelReferenceError, ValueError):
         super().__init__(f"unknown category {value!r}; valid categories: {valid}")
 
 
-class CategoryNotFoundError(ModelReferenceError, LookupError):
-    """A known category for which no catalog could be loaded."""
+class CategoryNotFoundError(ModelReferenceError, LookupError, RuntimeError):
+    """A known category for which no catalog could be loaded.
+
+    Also a `RuntimeError`, which is what today's library raises here.
+    """
 
     def __init__(self, category: str, reason: str = "no catalog is available") -> None:
         self.category = category
@@ -40,8 +44,8 @@ class CategoryNotFoundError(ModelReferenceError, LookupError):
         super().__init__(f"category {category!r}: {reason}")
 
 
-class ModelNotFoundError(ModelReferenceError, KeyError):
-    """A model name that is not in its category's catalog."""
+class ModelNotFoundError(ModelReferenceError, KeyError, RuntimeError):
+    """A model name that is not in its category's catalog (also a `RuntimeError`, as today)."""
 
     def __init__(self, category: str, name: str) -> None:
         self.category = category
@@ -82,6 +86,15 @@ class RecordDecodeError(ModelReferenceError, ValueError):
         self.field = field
         at = f" field {field!r}:" if field else ""
         super().__init__(f"record {name!r} in category {category!r}:{at} {reason}")
+
+
+class NoLegacyFormatError(ModelReferenceError, ValueError):
+    """A legacy conversion asked of a category that has no such legacy format."""
+
+    def __init__(self, category: str, reason: str) -> None:
+        self.category = category
+        self.reason = reason
+        super().__init__(f"category {category!r} has no legacy format for this: {reason}")
 
 
 class BackendError(ModelReferenceError):

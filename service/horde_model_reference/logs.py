@@ -39,5 +39,11 @@ def configure_logging(*, json: bool | None = None, level: str | None = None) -> 
 
 
 def get_logger(name: str) -> Any:
-    """A structlog logger bound to the module name."""
+    """A structlog logger bound to the module name.
+
+    When the application has not configured structlog, logs go to stderr (never stdout, which
+    belongs to the application) at the level of `HORDE_MODEL_REFERENCE_LOG_LEVEL` (default INFO).
+    """
+    if not structlog.is_configured():
+        configure_logging()
     return structlog.get_logger(name).bind(logger=name)

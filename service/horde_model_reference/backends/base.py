@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import msgspec
 
+from horde_model_reference.catalog import catalog_digest
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 
 __all__ = ["CategoryPayload", "InvalidationCallback", "ModelReferenceBackend"]
@@ -20,7 +22,7 @@ class CategoryPayload(msgspec.Struct, frozen=True):
 
     category: MODEL_REFERENCE_CATEGORY
     data: bytes
-    """The v2 JSON bytes; the digest is computed over exactly these bytes."""
+    """The canonical v2 JSON bytes (see `from_bytes`); the digest is computed over exactly these."""
     digest: str
     """sha256 hex of `data`."""
     fetched_at: float
@@ -29,6 +31,18 @@ class CategoryPayload(msgspec.Struct, frozen=True):
     """The service revision, when the backend knows it (Redis, bus); None for plain sources."""
     source: str = ""
     """Where the bytes came from (a path or URL), for logs and errors."""
+
+    @classmethod
+    def from_bytes(
+        cls, category: MODEL_REFERENCE_CATEGORY, data: bytes, *, source: str = "", revision: int | None = None
+    ) -> CategoryPayload:
+        """A payload of the canonical form of `data`: surrounding whitespace removed, digest computed.
+
+        Canonical bytes carry no leading or trailing whitespace, so they embed verbatim as a JSON value
+        in a `Snapshot` and every hop computes the same digest.
+        """
+        canonical = data.strip()
+        return cls(category, canonical, catalog_digest(canonical), time.time(), revision, source)
 
 
 @runtime_checkable

@@ -17,8 +17,10 @@ import msgspec
 
 __all__ = [
     "CategoryChanged",
+    "CategoryHealth",
     "CategoryState",
     "ErrorReply",
+    "HealthReply",
     "Heartbeat",
     "Snapshot",
     "SnapshotRequest",
@@ -92,6 +94,38 @@ class ErrorReply(msgspec.Struct, frozen=True, kw_only=True, tag="error", tag_fie
     category: str | None = None
 
 
+class CategoryHealth(msgspec.Struct, frozen=True, kw_only=True):
+    """One category's state in a `HealthReply`."""
+
+    revision: int
+    digest: str | None
+    """None while the category has never been loaded."""
+    record_count: int = 0
+    skipped_records: int = 0
+    """Records of the current catalog that could not be decoded (skipped and logged)."""
+    last_change: float | None = None
+    """Unix time the service last published a change of this category."""
+    last_error: str | None = None
+    last_error_at: float | None = None
+    restarts: int = 0
+    """How often this category's fetcher actor crashed and was restarted."""
+
+
+class HealthReply(msgspec.Struct, frozen=True, kw_only=True, tag="health", tag_field="type"):
+    """The service's health, answered on `<prefix>.health`."""
+
+    service_id: str
+    started_at: float
+    uptime: float
+    sent_at: float
+    categories: dict[str, CategoryHealth]
+    actor_restarts: dict[str, int]
+    nats_connected: bool
+    redis_connected: bool | None
+    """None when no Redis is configured."""
+    embedded_nats: bool = False
+
+
 class Subjects(msgspec.Struct, frozen=True):
     """The subject names for one prefix."""
 
@@ -131,9 +165,9 @@ class Subjects(msgspec.Struct, frozen=True):
 
 
 _ENCODER = msgspec.json.Encoder()
-_EVENT_DECODER = msgspec.json.Decoder(CategoryChanged | Heartbeat | Snapshot | ErrorReply)
+_EVENT_DECODER = msgspec.json.Decoder(CategoryChanged | Heartbeat | Snapshot | ErrorReply | HealthReply)
 
-Event = CategoryChanged | Heartbeat | Snapshot | ErrorReply
+Event = CategoryChanged | Heartbeat | Snapshot | ErrorReply | HealthReply
 
 
 def encode_event(event: Event) -> bytes:

@@ -1,0 +1,182 @@
+"""Backends over v2 files in a directory: the PRIMARY's source of truth, and an offline reader.
+
+A fetch costs one `stat` when the file has not changed (the cached payload is returned), so
+polling every half second is cheap. A file that becomes unreadable or corrupt never replaces good
+data: the last good payload is returned and the error is logged. Writes are atomic: a temporary
+file in the same directory, fsync, rename, fsync of the directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+
+from horde_model_reference.backends.base import CategoryPayload, InvalidationCallback
+from horde_model_reference.catalog import validate_catalog_bytes
+from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, get_category_descriptor
+from horde_model_reference.errors import BackendError, CatalogDecodeError
+from horde_model_reference.logs import get_logger
+
+__all__ = ["FileSystemBackend", "LocalReadOnlyBackend", "atomic_write_bytes"]
+
+_log = get_logger(__name__)
+
+_Signature = tuple[int, int, int]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old or the new content, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class FileSystemBackend:
+    """v2 catalog files in `base_path` are the source of truth (PRIMARY)."""
+
+    name = "filesystem"
+
+    def __init__(self, base_path: str | Path, *, writable: bool = True) -> None:
+        self.base_path = Path(base_path)
+        self._writable = writable
+        self._payloads: dict[MODEL_REFERENCE_CATEGORY, CategoryPayload] = {}
+        self._signatures: dict[MODEL_REFERENCE_CATEGORY, _Signature] = {}
+        self._callbacks: list[InvalidationCallback] = []
+        self._lock = threading.Lock()
+
+    def path_for(self, category: MODEL_REFERENCE_CATEGORY) -> Path:
+        """The v2 file of `category`."""
+        return self.base_path / get_category_descriptor(category).v2_filename
+
+    async def fetch_category(
+        self, category: MODEL_REFERENCE_CATEGORY, *, force_refresh: bool = False
+    ) -> CategoryPayload | None:
+        """The category's bytes; re-read only when the file changed (or `force_refresh`)."""
+        return await anyio.to_thread.run_sync(self.fetch_category_sync, category, force_refresh)
+
+    def fetch_category_sync(
+        self, category: MODEL_REFERENCE_CATEGORY, force_refresh: bool = False
+    ) -> CategoryPayload | None:
+        """Blocking variant of `fetch_category` (used from worker threads)."""
+        path = self.path_for(category)
+        last_good = self._payloads.get(category)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            if last_good is not None:
+                _log.warning(
+                    "catalog_file_missing", category=category.value, path=str(path), kept="last good"
+                )
+            return last_good
+        except OSError as exc:
+            return self._keep_last_good(category, last_good, f"cannot stat {path}: {exc}")
+        signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if not force_refresh and last_good is not None and self._signatures.get(category) == signature:
+            return last_good
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            return self._keep_last_good(category, last_good, f"cannot read {path}: {exc}")
+        try:
+            validate_catalog_bytes(category, data, source=str(path))
+        except CatalogDecodeError as exc:
+            with self._lock:
+                self._signatures[category] = signature
+            return self._keep_last_good(category, last_good, str(exc))
+        payload = CategoryPayload.from_bytes(category, data, source=str(path))
+        with self._lock:
+            self._payloads[category] = payload
+            self._signatures[category] = signature
+        if last_good is not None and last_good.digest != payload.digest:
+            self._notify(category)
+        return payload
+
+    def _keep_last_good(
+        self, category: MODEL_REFERENCE_CATEGORY, last_good: CategoryPayload | None, reason: str
+    ) -> CategoryPayload | None:
+        _log.error(
+            "catalog_unreadable", category=category.value, reason=reason, kept_last_good=last_good is not None
+        )
+        if last_good is None:
+            raise BackendError(self.name, category.value, reason)
+        return last_good
+
+    async def fetch_all(
+        self, *, force_refresh: bool = False
+    ) -> dict[MODEL_REFERENCE_CATEGORY, CategoryPayload]:
+        """Every category with a readable file."""
+        result: dict[MODEL_REFERENCE_CATEGORY, CategoryPayload] = {}
+        for category in MODEL_REFERENCE_CATEGORY:
+            try:
+                payload = await self.fetch_category(category, force_refresh=force_refresh)
+            except BackendError as exc:
+                _log.error("category_fetch_failed", category=category.value, error=str(exc))
+                continue
+            if payload is not None:
+                result[category] = payload
+        return result
+
+    def last_fetched(self, category: MODEL_REFERENCE_CATEGORY) -> float | None:
+        """When the category was last read from disk."""
+        payload = self._payloads.get(category)
+        return payload.fetched_at if payload else None
+
+    def add_invalidation_callback(self, callback: InvalidationCallback) -> None:
+        """Call `callback(category)` whenever a fetch finds a changed file."""
+        self._callbacks.append(callback)
+
+    def _notify(self, category: MODEL_REFERENCE_CATEGORY) -> None:
+        for callback in list(self._callbacks):
+            try:
+                callback(category)
+            except Exception:
+                _log.exception("invalidation_callback_failed", category=category.value)
+
+    def supports_writes(self) -> bool:
+        """True unless constructed read-only."""
+        return self._writable
+
+    async def write_category(self, category: MODEL_REFERENCE_CATEGORY, data: bytes) -> CategoryPayload:
+        """Validate `data` and replace the category's file atomically."""
+        if not self._writable:
+            raise BackendError(self.name, category.value, "this backend is read-only")
+        validate_catalog_bytes(category, data, source="write")
+        path = self.path_for(category)
+        await anyio.to_thread.run_sync(atomic_write_bytes, path, data)
+        payload = await self.fetch_category(category, force_refresh=True)
+        if payload is None:
+            raise BackendError(self.name, category.value, f"{path} vanished right after it was written")
+        return payload
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+class LocalReadOnlyBackend(FileSystemBackend):
+    """Reads v2 files another process keeps current (offline mode). Never downloads, never writes."""
+
+    name = "local-readonly"
+
+    def __init__(self, base_path: str | Path) -> None:
+        super().__init__(base_path, writable=False)

@@ -1,0 +1,372 @@
+"""Consumer-side sync: keep a manager's cache equal to the service's, over NATS (list-watch-resync).
+
+One task receives everything (change events, heartbeats, resync requests) through one stream and
+handles it in order, so the cache is only ever changed by one writer:
+
+- `CategoryChanged` with revision = held + 1, a delta, and `previous_digest` = held digest:
+  patch the records in place (no fetch at all);
+- a revision further ahead, or no delta: fetch the snapshot (Redis first, NATS request/reply as
+  the fallback) and install it;
+- a revision at or below the one held: ignore (events are idempotent; duplicates and reordering
+  are harmless);
+- a heartbeat showing a revision or digest different from the one held, a reconnect, or a
+  slow-consumer drop: resynchronise the categories concerned.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import msgspec
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from horde_model_reference._portal import get_portal
+from horde_model_reference.bus.connection import NatsClient, NatsOptions, connect_nats
+from horde_model_reference.bus.events import (
+    CategoryChanged,
+    ErrorReply,
+    Heartbeat,
+    Snapshot,
+    SnapshotRequest,
+    Subjects,
+    decode_event,
+)
+from horde_model_reference.bus.snapshot_store import RedisSnapshotStore, StoredSnapshot
+from horde_model_reference.cache import ChangeNotice, ReferenceCache
+from horde_model_reference.catalog import catalog_digest, decode_catalog, decode_record
+from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, canonical_categories
+from horde_model_reference.errors import BackendError, CatalogDecodeError, RecordDecodeError
+from horde_model_reference.logs import get_logger
+
+__all__ = ["BusConsumer", "BusOptions"]
+
+_log = get_logger(__name__)
+
+_Item = tuple[str, Any]
+Dispatch = Callable[[ChangeNotice], Awaitable[None]]
+
+
+class BusOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the bus and the snapshot cache are, and how long to wait for them."""
+
+    nats_url: str
+    subject_prefix: str = "hmr.v1"
+    redis_url: str | None = None
+    redis_key_prefix: str = "hmr:v1"
+    request_timeout: float = 2.0
+    ready_timeout: float = 10.0
+    """How long a first read waits for the initial sync before answering with what it has."""
+    retry_interval: float = 1.0
+    """How soon a failed resync is retried."""
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    creds_file: str | None = None
+
+
+class BusConsumer:
+    """Follows the bus for one manager cache. Run it with `run()` in a task group, or in the background."""
+
+    def __init__(self, cache: ReferenceCache, options: BusOptions, *, dispatch: Dispatch) -> None:
+        self.options = options
+        self._cache = cache
+        self._dispatch = dispatch
+        self._subjects = Subjects(options.subject_prefix)
+        self._ready = threading.Event()
+        self._nc: NatsClient | None = None
+        self._store: RedisSnapshotStore | None = None
+        self._send: MemoryObjectSendStream[_Item] | None = None
+        self._future: Future[None] | None = None
+        self._pending: set[str] = set()
+        self._tg: anyio.abc.TaskGroup | None = None
+        self.stats = {"patched": 0, "snapshots_redis": 0, "snapshots_nats": 0, "ignored": 0, "resyncs": 0}
+        """Counters: deltas patched, snapshots read from Redis and over NATS, events ignored, resyncs."""
+
+    @property
+    def connected(self) -> bool:
+        """Whether the NATS connection is up."""
+        return self._nc is not None and self._nc.is_connected
+
+    @property
+    def ready(self) -> bool:
+        """Whether the initial sync has completed."""
+        return self._ready.is_set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the initial sync completed (or `timeout`)."""
+        return self._ready.wait(timeout)
+
+    def start_in_background(self) -> None:
+        """Run on the package's background loop (for sync processes)."""
+        if self._future is None:
+            self._future = get_portal().start_task_soon(self.run)
+
+    def stop(self) -> None:
+        """Stop a background run (waits for the connection to close)."""
+        future, self._future = self._future, None
+        if future is not None:
+            future.cancel()
+            try:
+                future.result(timeout=5)
+            except BaseException:
+                pass
+
+    # ----------------------------------------------------------------- main loop
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Sync until cancelled. `task_status.started()` fires after the initial sync."""
+        send, receive = anyio.create_memory_object_stream[_Item](max_buffer_size=math.inf)
+        self._send = send
+        if self.options.redis_url:
+            self._store = RedisSnapshotStore(self.options.redis_url, key_prefix=self.options.redis_key_prefix)
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._connect_and_subscribe)
+                if self._store is not None:
+                    send.send_nowait(("resync", None))
+                tg.start_soon(self._ready_deadline)
+                tg.start_soon(self._process, receive, task_status)
+        finally:
+            send.close()
+            with anyio.CancelScope(shield=True):
+                await self._close()
+
+    async def _close(self) -> None:
+        nc, self._nc = self._nc, None
+        if nc is not None:
+            with anyio.move_on_after(2):
+                await nc.close()
+        store, self._store = self._store, None
+        if store is not None:
+            with anyio.move_on_after(2):
+                await store.aclose()
+
+    async def _ready_deadline(self) -> None:
+        """Without NATS, answer readers after `ready_timeout` with what Redis gave (maybe nothing)."""
+        await anyio.sleep(self.options.ready_timeout)
+        if not self._ready.is_set():
+            _log.warning(
+                "bus_not_ready_in_time", timeout=self.options.ready_timeout, nats=self.options.nats_url
+            )
+            self._enqueue(("ready", None))
+
+    async def _connect_and_subscribe(self) -> None:
+        options = NatsOptions(
+            url=self.options.nats_url,
+            name="hmr-consumer",
+            user=self.options.user,
+            password=self.options.password,
+            token=self.options.token,
+            creds_file=self.options.creds_file,
+        )
+        nc = await connect_nats(options, on_gap=self._on_gap)
+        self._nc = nc
+        await nc.subscribe(self._subjects.changed_all, cb=self._on_message)
+        await nc.subscribe(self._subjects.heartbeat, cb=self._on_message)
+        with anyio.move_on_after(self.options.request_timeout):
+            await nc.flush()
+        self._enqueue(("resync", None))
+
+    def _enqueue(self, item: _Item) -> None:
+        if self._send is not None:
+            try:
+                self._send.send_nowait(item)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass
+
+    def _on_gap(self, reason: str) -> None:
+        _log.info("bus_gap_resync", reason=reason)
+        self._enqueue(("resync", None))
+
+    async def _on_message(self, msg: Any) -> None:
+        try:
+            event = decode_event(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            _log.error("bus_event_undecodable", subject=msg.subject, error=str(exc))
+            return
+        self._enqueue(("event", event))
+
+    async def _process(
+        self, receive: MemoryObjectReceiveStream[_Item], task_status: TaskStatus[None]
+    ) -> None:
+        started = False
+        async with receive:
+            async for kind, value in receive:
+                if kind == "resync":
+                    await self._resync(value)
+                if kind == "ready" or (kind == "resync" and self.connected):
+                    if not started:
+                        started = True
+                        self._ready.set()
+                        task_status.started()
+                elif kind == "retry":
+                    self._pending.discard(value.value)
+                    await self._resync(value)
+                elif isinstance(value, CategoryChanged):
+                    await self._on_changed(value)
+                elif isinstance(value, Heartbeat):
+                    await self._on_heartbeat(value)
+
+    # ----------------------------------------------------------------- handlers
+
+    async def _on_changed(self, event: CategoryChanged) -> None:
+        try:
+            category = MODEL_REFERENCE_CATEGORY(event.category)
+        except ValueError:
+            _log.warning("bus_unknown_category", category=event.category, revision=event.revision)
+            return
+        held = self._cache.snapshots.get(category.value)
+        if held is not None and event.revision <= held.revision:
+            self.stats["ignored"] += 1
+            return
+        if (
+            held is not None
+            and event.records is not None
+            and event.revision == held.revision + 1
+            and event.previous_digest == held.digest
+        ):
+            try:
+                await self._patch(category, event)
+                return
+            except RecordDecodeError as exc:
+                _log.warning(
+                    "bus_delta_unusable", category=category.value, revision=event.revision, error=str(exc)
+                )
+        await self._resync_category(category, min_revision=event.revision)
+
+    async def _patch(self, category: MODEL_REFERENCE_CATEGORY, event: CategoryChanged) -> None:
+        held = self._cache.snapshots[category.value]
+        records = dict(held.records)
+        for name in event.removed:
+            records.pop(name, None)
+        for name, raw in (event.records or {}).items():
+            records[name] = decode_record(category, bytes(raw))
+        notice = self._cache.install(
+            category,
+            records,
+            revision=event.revision,
+            digest=event.digest,
+            raw=None,
+            names=(tuple(event.added), tuple(event.removed), tuple(event.changed)),
+        )
+        self.stats["patched"] += 1
+        _log.debug("bus_delta_applied", category=category.value, revision=event.revision)
+        if notice is not None:
+            await self._dispatch(notice)
+
+    async def _on_heartbeat(self, heartbeat: Heartbeat) -> None:
+        for name, state in heartbeat.categories.items():
+            held = self._cache.snapshots.get(name)
+            if held is not None and held.revision == state.revision and held.digest == state.digest:
+                continue
+            if held is not None and held.revision > state.revision:
+                continue
+            try:
+                category = MODEL_REFERENCE_CATEGORY(name)
+            except ValueError:
+                continue
+            _log.info(
+                "bus_heartbeat_gap",
+                category=name,
+                held=held.revision if held else None,
+                service=state.revision,
+            )
+            await self._resync_category(category, min_revision=state.revision)
+
+    async def _resync(self, category: MODEL_REFERENCE_CATEGORY | None) -> None:
+        categories = canonical_categories() if category is None else (category,)
+        for each in categories:
+            await self._resync_category(each, min_revision=0)
+
+    async def _resync_category(self, category: MODEL_REFERENCE_CATEGORY, *, min_revision: int) -> None:
+        self.stats["resyncs"] += 1
+        try:
+            snapshot = await self._fetch_snapshot(category, min_revision)
+        except BackendError as exc:
+            _log.warning("bus_resync_failed", category=category.value, error=str(exc))
+            self._schedule_retry(category)
+            return
+        if snapshot is None:
+            return
+        if catalog_digest(snapshot.data) != snapshot.digest:
+            _log.error("bus_snapshot_digest_mismatch", category=category.value, revision=snapshot.revision)
+            self._schedule_retry(category)
+            return
+        try:
+            decoded = await anyio.to_thread.run_sync(decode_catalog, category, snapshot.data)
+        except CatalogDecodeError as exc:
+            _log.error("bus_snapshot_undecodable", category=category.value, error=str(exc))
+            return
+        notice = self._cache.install(
+            category,
+            decoded.records,
+            revision=snapshot.revision,
+            digest=snapshot.digest,
+            raw=snapshot.data,
+            issues=decoded.issues,
+        )
+        if notice is not None:
+            _log.info("bus_snapshot_installed", category=category.value, revision=snapshot.revision)
+            await self._dispatch(notice)
+
+    def _schedule_retry(self, category: MODEL_REFERENCE_CATEGORY) -> None:
+        if category.value not in self._pending and self._tg is not None:
+            self._pending.add(category.value)
+            self._tg.start_soon(self._retry_later, category)
+
+    async def _retry_later(self, category: MODEL_REFERENCE_CATEGORY) -> None:
+        await anyio.sleep(self.options.retry_interval)
+        self._enqueue(("retry", category))
+
+    async def _fetch_snapshot(
+        self, category: MODEL_REFERENCE_CATEGORY, min_revision: int
+    ) -> StoredSnapshot | None:
+        """Redis first; NATS request/reply when Redis is absent, down or behind."""
+        if self._store is not None:
+            try:
+                stored = await self._store.get(category.value)
+            except BackendError as exc:
+                _log.warning("bus_redis_unavailable", category=category.value, error=str(exc))
+                stored = None
+            if stored is not None and stored.revision >= min_revision:
+                self.stats["snapshots_redis"] += 1
+                return stored
+        return await self._request_snapshot(category, min_revision)
+
+    async def _request_snapshot(
+        self, category: MODEL_REFERENCE_CATEGORY, min_revision: int
+    ) -> StoredSnapshot | None:
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            if min_revision > 0:
+                raise BackendError("bus", category.value, "no snapshot source reachable (NATS not connected)")
+            return None
+        request = msgspec.json.encode(SnapshotRequest(min_revision=min_revision))
+        try:
+            reply = await nc.request(
+                self._subjects.snapshot(category.value), request, timeout=self.options.request_timeout
+            )
+        except Exception as exc:
+            raise BackendError("bus", category.value, f"snapshot request failed: {exc!r}") from exc
+        try:
+            answer = decode_event(reply.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise BackendError("bus", category.value, f"undecodable snapshot reply: {exc}") from exc
+        if isinstance(answer, ErrorReply):
+            if answer.error in ("not_loaded", "unknown_category"):
+                return None
+            raise BackendError("bus", category.value, f"{answer.error}: {answer.message}")
+        if not isinstance(answer, Snapshot):
+            raise BackendError("bus", category.value, f"unexpected reply {type(answer).__name__}")
+        self.stats["snapshots_nats"] += 1
+        return StoredSnapshot(
+            category=answer.category, revision=answer.revision, digest=answer.digest, data=bytes(answer.data)
+        )

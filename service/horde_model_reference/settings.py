@@ -1,0 +1,159 @@
+"""Settings from the environment: prefix `HORDE_MODEL_REFERENCE_`, `__` for nesting.
+
+The names are those today's deployments use (`REPLICATE_MODE`, `CACHE_TTL_SECONDS`,
+`REDIS__URL`, ...), so existing configuration keeps working. `AIWORKER_CACHE_HOME` (no prefix)
+sets the base path, as today. An invalid value fails at start with the variable's name and what
+it expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from horde_model_reference.errors import SettingsError
+
+__all__ = [
+    "ENV_PREFIX",
+    "GithubRepoSettings",
+    "HordeModelReferenceSettings",
+    "ImageGithubRepoSettings",
+    "NatsSettings",
+    "RedisSettings",
+    "ReplicateMode",
+    "TextGithubRepoSettings",
+    "load_settings",
+]
+
+ENV_PREFIX = "HORDE_MODEL_REFERENCE_"
+_PATH_RE = re.compile(r"at `\$((?:\.\w+)+)`")
+
+
+class ReplicateMode(StrEnum):
+    """PRIMARY owns the canonical files; REPLICA follows a primary or GitHub."""
+
+    PRIMARY = "PRIMARY"
+    REPLICA = "REPLICA"
+
+
+class GithubRepoSettings(msgspec.Struct, kw_only=True):
+    """A GitHub repository serving legacy files."""
+
+    owner: str = "Haidra-Org"
+    name: str = ""
+    branch: str = "main"
+
+
+class ImageGithubRepoSettings(GithubRepoSettings, kw_only=True):
+    """The image reference repository."""
+
+    name: str = "AI-Horde-image-model-reference"
+
+
+class TextGithubRepoSettings(GithubRepoSettings, kw_only=True):
+    """The text reference repository."""
+
+    name: str = "AI-Horde-text-model-reference"
+
+
+class RedisSettings(msgspec.Struct, kw_only=True):
+    """The shared Redis cache (optional)."""
+
+    url: str | None = None
+    key_prefix: str = "hmr:v1"
+    socket_timeout: float = 2.0
+    socket_connect_timeout: float = 2.0
+    pool_size: int = 10
+
+
+class NatsSettings(msgspec.Struct, kw_only=True):
+    """The NATS bus (optional for consumers; the service embeds a server when unset)."""
+
+    url: str | None = None
+    subject_prefix: str = "hmr.v1"
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    creds_file: str | None = None
+    nkey_seed_file: str | None = None
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    request_timeout: float = 2.0
+
+
+class HordeModelReferenceSettings(msgspec.Struct, kw_only=True):
+    """Every setting, with its default."""
+
+    replicate_mode: ReplicateMode = ReplicateMode.REPLICA
+    offline: bool = False
+    base_path: str | None = None
+    """Where catalogs live; default `$AIWORKER_CACHE_HOME/horde_model_reference`, else `./models/...`."""
+    cache_ttl_seconds: float = 60.0
+    """How often a manager without the bus revalidates a category (in the background)."""
+    primary_api_url: str | None = None
+    primary_api_timeout: float = 10.0
+    github_seed_enabled: bool = False
+    github_base_url: str = "https://raw.githubusercontent.com"
+    github_proxy_url_base: str | None = None
+    image_github_repo: ImageGithubRepoSettings = msgspec.field(default_factory=ImageGithubRepoSettings)
+    text_github_repo: TextGithubRepoSettings = msgspec.field(default_factory=TextGithubRepoSettings)
+    provider_timeout_seconds: float = 5.0
+    negative_cache_seconds: float = 5.0
+    redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
+    nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
+
+    def resolved_base_path(self) -> Path:
+        """The base path, with the `AIWORKER_CACHE_HOME` fallback applied."""
+        if self.base_path:
+            return Path(self.base_path)
+        cache_home = os.environ.get("AIWORKER_CACHE_HOME")
+        root = Path(cache_home) if cache_home else Path("models")
+        return root / "horde_model_reference"
+
+
+def _nest(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        parts = key[len(ENV_PREFIX) :].lower().split("__")
+        node = tree
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise SettingsError(key, value, f"{ENV_PREFIX}{part.upper()} is not a group of settings")
+            node = child
+        node[parts[-1]] = value
+    return tree
+
+
+def _variable_for(path: str) -> str:
+    return ENV_PREFIX + "__".join(part.upper() for part in path.strip(".").split("."))
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> HordeModelReferenceSettings:
+    """Read settings from `environ` (default `os.environ`).
+
+    Raises `SettingsError` naming the variable, its value and what was expected.
+    """
+    env = os.environ if environ is None else environ
+    tree = _nest(env)
+    try:
+        return msgspec.convert(tree, HordeModelReferenceSettings, strict=False)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _PATH_RE.search(message)
+        if match is None:
+            raise SettingsError(ENV_PREFIX + "*", tree, message) from None
+        variable = _variable_for(match.group(1))
+        expected = message.split(" - at ")[0].removeprefix("Expected ")
+        if expected.startswith("Invalid enum value"):
+            expected = "one of " + ", ".join(mode.value for mode in ReplicateMode)
+        raise SettingsError(variable, env.get(variable), expected) from None

@@ -1,0 +1,172 @@
+"""The service's NATS connection: reconnects forever, logs every state change, bounds every wait."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import nats
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from horde_model_reference.errors import BackendError
+from horde_model_reference.logs import get_logger
+
+__all__ = ["NatsLink"]
+
+_log = get_logger(__name__)
+_BACKEND = "nats"
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return parts._replace(netloc=f"***@{netloc}").geturl()
+
+
+class NatsLink:
+    """One nats-py client with the callbacks set and timeouts around every operation."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        connect_timeout: float,
+        ping_interval: float,
+        reconnect_wait: float,
+        publish_timeout: float,
+        on_reconnect: Callable[[], None],
+    ) -> None:
+        self.url = url
+        self.safe_url = _redact(url)
+        self.name = name
+        self._connect_timeout = connect_timeout
+        self._ping_interval = ping_interval
+        self._reconnect_wait = reconnect_wait
+        self._publish_timeout = publish_timeout
+        self._on_reconnect = on_reconnect
+        self._nc: Client | None = None
+        self._closing = False
+
+    @property
+    def connected(self) -> bool:
+        """Whether the client is connected right now."""
+        return self._nc is not None and bool(self._nc.is_connected)
+
+    @property
+    def max_payload(self) -> int:
+        """The server's maximum message size."""
+        return int(self._nc.max_payload) if self._nc is not None else 1024 * 1024
+
+    @property
+    def client(self) -> Client:
+        """The nats-py client (after `connect`)."""
+        if self._nc is None:
+            raise BackendError(_BACKEND, None, f"not connected to {self.safe_url}")
+        return self._nc
+
+    async def connect(self) -> None:
+        """Connect, or raise `BackendError` after `connect_timeout` seconds."""
+        try:
+            with anyio.fail_after(self._connect_timeout):
+                self._nc = await nats.connect(
+                    self.url,
+                    name=self.name,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=self._reconnect_wait,
+                    ping_interval=self._ping_interval,
+                    max_outstanding_pings=2,
+                    connect_timeout=min(2.0, self._connect_timeout),
+                    error_cb=self._error_cb,
+                    disconnected_cb=self._disconnected_cb,
+                    reconnected_cb=self._reconnected_cb,
+                    closed_cb=self._closed_cb,
+                )
+        except TimeoutError:
+            raise BackendError(
+                _BACKEND, None, f"cannot connect to {self.safe_url} within {self._connect_timeout:.1f}s"
+            ) from None
+        _log.info("nats_connected", url=self.safe_url, name=self.name)
+
+    async def publish(self, subject: str, payload: bytes) -> bool:
+        """Publish (buffered by the client while reconnecting); False, logged, when it failed."""
+        try:
+            with anyio.fail_after(self._publish_timeout):
+                await self.client.publish(subject, payload)
+        except TimeoutError:
+            _log.error(
+                "nats_publish_failed", subject=subject, reason="timeout", timeout=self._publish_timeout
+            )
+            return False
+        except (nats.errors.Error, BackendError) as exc:
+            _log.error("nats_publish_failed", subject=subject, reason=repr(exc), size=len(payload))
+            return False
+        return True
+
+    async def respond(self, msg: Msg, payload: bytes) -> bool:
+        """Reply to a request; False (logged) when there is no reply subject or it failed."""
+        if not msg.reply:
+            _log.warning("nats_request_without_reply", subject=msg.subject)
+            return False
+        return await self.publish(msg.reply, payload)
+
+    async def subscribe(self, subject: str) -> Subscription:
+        """An iterator subscription (messages are handled by a task of ours, not the client's)."""
+        with anyio.fail_after(self._publish_timeout):
+            sub: Subscription = await self.client.subscribe(subject)
+        return sub
+
+    async def close(self, flush_timeout: float) -> None:
+        """Flush in-flight publishes (bounded by `flush_timeout`), then close the connection."""
+        timeout = flush_timeout
+        nc, self._nc = self._nc, None
+        if nc is None or nc.is_closed:
+            return
+        self._closing = True
+        with anyio.CancelScope(shield=True):
+            if nc.is_connected:
+                try:
+                    with anyio.fail_after(timeout):
+                        await nc.flush(timeout=max(1, round(timeout)))
+                except (TimeoutError, nats.errors.Error) as exc:
+                    _log.warning("nats_flush_failed", url=self.safe_url, reason=repr(exc))
+            else:
+                _log.warning("nats_close_while_disconnected", url=self.safe_url, pending_dropped=True)
+            with anyio.move_on_after(timeout) as scope:
+                await nc.close()
+            if scope.cancelled_caught:
+                _log.warning("nats_close_timed_out", url=self.safe_url, timeout=timeout)
+
+    async def _error_cb(self, exc: Exception) -> None:
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            _log.warning(
+                "nats_slow_consumer", subject=getattr(exc, "subject", None), sid=getattr(exc, "sid", None)
+            )
+        else:
+            _log.warning("nats_error", url=self.safe_url, error=repr(exc))
+
+    async def _disconnected_cb(self) -> None:
+        if self._closing:
+            _log.info("nats_disconnected", url=self.safe_url, reason="closing")
+        else:
+            _log.warning("nats_disconnected", url=self.safe_url)
+
+    async def _reconnected_cb(self) -> None:
+        nc = self._nc
+        url: Any = nc.connected_url.geturl() if nc is not None and nc.connected_url else self.safe_url
+        _log.info("nats_reconnected", url=_redact(str(url)))
+        try:
+            self._on_reconnect()
+        except Exception:  # noqa: BLE001 - a hook failure must not break the client's reconnect task
+            _log.exception("nats_reconnect_hook_failed", url=self.safe_url)
+
+    async def _closed_cb(self) -> None:
+        _log.info("nats_closed", url=self.safe_url)

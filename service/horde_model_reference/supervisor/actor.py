@@ -1,0 +1,331 @@
+"""One fetcher actor per category: load, detect change by digest, commit, store, publish.
+
+A change is committed in this order, shielded from cancellation (each step has its own timeout),
+so a shutdown never leaves a revision persisted but unpublished because of the shutdown itself:
+
+1. the revision is incremented and persisted with the bytes (`StateFile.commit`),
+2. the in-memory snapshot is replaced (the snapshot responder serves it from here on),
+3. the snapshot is written to Redis (when configured; a failure is logged and retried later;
+   while Redis is known to be down this step is deferred so propagation does not wait for it),
+4. `CategoryChanged` is published.
+
+Bad data never replaces good data: a catalog that cannot be decoded at all publishes nothing and
+keeps the last good snapshot; bad records are skipped and reported.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import anyio
+import msgspec
+
+from horde_model_reference.backends.base import CategoryPayload, ModelReferenceBackend
+from horde_model_reference.bus.events import CategoryChanged, Subjects, encode_event
+from horde_model_reference.bus.snapshot_store import RedisSnapshotStore, StoredSnapshot
+from horde_model_reference.catalog import DecodedCatalog, decode_catalog
+from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
+from horde_model_reference.errors import BackendError, CatalogDecodeError
+from horde_model_reference.logs import get_logger
+from horde_model_reference.records import GenericModelRecord
+from horde_model_reference.supervisor.state import StateFile
+
+__all__ = ["ActorContext", "CategoryActor", "CategorySlot", "build_change_event"]
+
+_log = get_logger(__name__)
+_RAW_DECODER = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_REDIS_RETRY_BASE = 0.5
+_REDIS_RETRY_MAX = 30.0
+
+
+class CategorySlot:
+    """Everything the service holds about one category; it outlives actor restarts.
+
+    `revision`, `digest`, `data` and `records` are replaced together without an await in between,
+    so a reader on the event loop never sees a mix of two revisions.
+    """
+
+    def __init__(self, category: MODEL_REFERENCE_CATEGORY) -> None:
+        self.category = category
+        self.revision = 0
+        self.digest: str | None = None
+        self.data: bytes | None = None
+        self.records: Mapping[str, GenericModelRecord] | None = None
+        self.skipped = 0
+        self.last_change: float | None = None
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self.rejected_digest: str | None = None
+        self.missing_logged = False
+        self.restarts = 0
+        self.failures = 0
+        """Consecutive crashes (reset by a successful pass); drives the restart backoff."""
+        self.redis_pending = False
+        """The Redis snapshot is behind `revision` (a write failed or Redis was reset)."""
+        self.redis_failures = 0
+        self.redis_retry_at = 0.0
+        self.wake = anyio.Event()
+        self.requested = 0
+        self.attempting = 0
+        self.completed = 0
+        self.pass_error: str | None = None
+        self.progress = anyio.Event()
+        self.first_pass = anyio.Event()
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the category has a good snapshot."""
+        return self.data is not None and self.digest is not None
+
+    def poke(self) -> int:
+        """Wake the actor now (must be called on the event loop); returns the pass to wait for."""
+        self.requested += 1
+        self.wake.set()
+        return self.requested
+
+    def begin_pass(self) -> bool:
+        """Start a pass; True when it was requested by a poke (fetch fresh)."""
+        poked = self.wake.is_set()
+        self.wake = anyio.Event()
+        self.attempting = self.requested
+        return poked
+
+    def finish_pass(self, error: str | None) -> None:
+        """Record the end of a pass and wake `Supervisor.refresh` callers."""
+        self.completed = self.attempting
+        self.pass_error = error
+        if error is None:
+            self.failures = 0
+        progress, self.progress = self.progress, anyio.Event()
+        progress.set()
+        self.first_pass.set()
+
+    def record_error(self, message: str) -> None:
+        """Remember the latest error for health."""
+        self.last_error = message
+        self.last_error_at = time.time()
+
+    def install(self, revision: int, digest: str, data: bytes, decoded: DecodedCatalog) -> None:
+        """Replace the held snapshot in one step."""
+        self.revision = revision
+        self.digest = digest
+        self.data = data
+        self.records = decoded.records
+        self.skipped = len(decoded.issues)
+
+
+@dataclass(frozen=True, slots=True)
+class ActorContext:
+    """What an actor needs from the supervisor."""
+
+    backend: ModelReferenceBackend
+    state: StateFile
+    store: RedisSnapshotStore | None
+    subjects: Subjects
+    service_id: str
+    poll_interval: float
+    fetch_timeout: float
+    delta_max_bytes: int
+    publish: Callable[[str, bytes], Awaitable[bool]]
+    redis_result: Callable[[bool], None]
+    redis_down: Callable[[], bool]
+    """True while Redis is known to be unreachable: changes are published without waiting for it."""
+
+
+def build_change_event(
+    *,
+    category: str,
+    revision: int,
+    digest: str,
+    previous_digest: str | None,
+    old: Mapping[str, GenericModelRecord] | None,
+    new: Mapping[str, GenericModelRecord],
+    raw: Mapping[str, msgspec.Raw],
+    service_id: str,
+    delta_max_bytes: int,
+) -> tuple[CategoryChanged, bytes]:
+    """The `CategoryChanged` for a change from `old` to `new`, and its encoded bytes.
+
+    `old=None` with `previous_digest=None` is the first load (everything is added); `old=None`
+    with a previous digest means the previous records are unknown: no names and no delta.
+    Records carry the exact raw JSON of each added and changed record, unless the encoded event
+    would exceed `delta_max_bytes`.
+    """
+    records: dict[str, msgspec.Raw] | None
+    if old is None and previous_digest is not None:
+        added: list[str] = []
+        removed: list[str] = []
+        changed: list[str] = []
+        records = None
+    else:
+        before = old or {}
+        added = sorted(k for k in new if k not in before)
+        removed = sorted(k for k in before if k not in new)
+        changed = sorted(k for k in new if k in before and new[k] != before[k])
+        records = {k: raw[k] for k in (*added, *changed) if k in raw}
+        if sum(len(r) for r in records.values()) > delta_max_bytes:
+            records = None
+    event = CategoryChanged(
+        category=category,
+        revision=revision,
+        digest=digest,
+        previous_digest=previous_digest,
+        added=added,
+        removed=removed,
+        changed=changed,
+        records=records,
+        record_count=len(new),
+        service_id=service_id,
+        published_at=time.time(),
+    )
+    payload = encode_event(event)
+    if event.records is not None and len(payload) > delta_max_bytes:
+        event = msgspec.structs.replace(event, records=None)
+        payload = encode_event(event)
+    return event, payload
+
+
+class CategoryActor:
+    """Polls one category until cancelled; exceptions propagate to the supervisor (restart)."""
+
+    def __init__(self, slot: CategorySlot, context: ActorContext) -> None:
+        self.slot = slot
+        self.ctx = context
+        self._cat = slot.category.value
+
+    async def run(self) -> None:
+        """Poll forever: one pass, then sleep until the poll interval elapses or a poke arrives."""
+        while True:
+            await self.run_pass()
+            with anyio.move_on_after(self.ctx.poll_interval):
+                await self.slot.wake.wait()
+
+    async def run_pass(self) -> None:
+        """Fetch once and publish when the catalog changed."""
+        slot = self.slot
+        poked = slot.begin_pass()
+        try:
+            with anyio.fail_after(self.ctx.fetch_timeout):
+                payload = await self.ctx.backend.fetch_category(slot.category, force_refresh=poked)
+        except TimeoutError:
+            raise BackendError(
+                self.ctx.backend.name, self._cat, f"fetch timed out after {self.ctx.fetch_timeout:.1f}s"
+            ) from None
+        if payload is None:
+            if slot.loaded and not slot.missing_logged:
+                _log.warning("category_source_missing", category=self._cat, kept_revision=slot.revision)
+                slot.missing_logged = True
+        else:
+            slot.missing_logged = False
+            await self._consider(payload)
+        if slot.redis_pending and time.monotonic() >= slot.redis_retry_at:
+            await self._store_redis()
+        slot.finish_pass(None)
+
+    async def _consider(self, payload: CategoryPayload) -> None:
+        slot = self.slot
+        digest = payload.digest
+        if digest == slot.digest and slot.loaded:
+            slot.rejected_digest = None
+            return
+        if digest == slot.rejected_digest:
+            return
+        try:
+            decoded = decode_catalog(slot.category, payload.data, source=payload.source or None)
+            raw: dict[str, msgspec.Raw] = _RAW_DECODER.decode(payload.data)
+        except (CatalogDecodeError, msgspec.DecodeError) as exc:
+            slot.rejected_digest = digest
+            slot.record_error(str(exc))
+            _log.error(
+                "catalog_rejected",
+                category=self._cat,
+                digest=digest,
+                source=payload.source,
+                reason=str(exc),
+                kept_revision=slot.revision,
+            )
+            return
+        if decoded.issues:
+            _log.warning(
+                "catalog_records_skipped",
+                category=self._cat,
+                digest=digest,
+                skipped=[issue.name for issue in decoded.issues],
+                kept=len(decoded.records),
+            )
+        if digest == slot.digest:
+            # Same bytes as persisted before a restart: hold them, publish nothing.
+            slot.install(slot.revision, digest, payload.data, decoded)
+            return
+        with anyio.CancelScope(shield=True):
+            await self._commit(payload, decoded, raw)
+
+    async def _commit(
+        self, payload: CategoryPayload, decoded: DecodedCatalog, raw: dict[str, msgspec.Raw]
+    ) -> None:
+        slot = self.slot
+        previous_digest, old = slot.digest, slot.records
+        revision = slot.revision + 1
+        await self.ctx.state.commit(self._cat, revision, payload.digest, payload.data)
+        slot.install(revision, payload.digest, payload.data, decoded)
+        slot.last_change = time.time()
+        slot.rejected_digest = None
+        slot.redis_pending = self.ctx.store is not None
+        if slot.redis_pending and not self.ctx.redis_down():
+            await self._store_redis()
+        event, encoded = build_change_event(
+            category=self._cat,
+            revision=revision,
+            digest=payload.digest,
+            previous_digest=previous_digest,
+            old=old,
+            new=decoded.records,
+            raw=raw,
+            service_id=self.ctx.service_id,
+            delta_max_bytes=self.ctx.delta_max_bytes,
+        )
+        published = await self.ctx.publish(self.ctx.subjects.changed(self._cat), encoded)
+        _log.info(
+            "category_changed",
+            category=self._cat,
+            revision=revision,
+            digest=payload.digest,
+            added=len(event.added),
+            removed=len(event.removed),
+            changed=len(event.changed),
+            delta=event.records is not None,
+            event_bytes=len(encoded),
+            published=published,
+        )
+
+    async def _store_redis(self) -> None:
+        slot, store = self.slot, self.ctx.store
+        if store is None or slot.data is None or slot.digest is None:
+            slot.redis_pending = False
+            return
+        snapshot = StoredSnapshot(self._cat, slot.revision, slot.digest, slot.data)
+        try:
+            await store.put(snapshot)
+        except BackendError as exc:
+            self.ctx.redis_result(False)
+            slot.record_error(str(exc))
+            slot.redis_failures += 1
+            retry_in = min(_REDIS_RETRY_MAX, _REDIS_RETRY_BASE * 2 ** (slot.redis_failures - 1))
+            slot.redis_retry_at = time.monotonic() + retry_in
+            _log.error(
+                "redis_snapshot_write_failed",
+                category=self._cat,
+                revision=snapshot.revision,
+                error=str(exc),
+                failures=slot.redis_failures,
+                retry_in=retry_in,
+            )
+            return
+        self.ctx.redis_result(True)
+        if slot.redis_failures:
+            _log.info("redis_snapshot_write_recovered", category=self._cat, revision=snapshot.revision)
+        slot.redis_failures = 0
+        slot.redis_retry_at = 0.0
+        slot.redis_pending = slot.revision != snapshot.revision

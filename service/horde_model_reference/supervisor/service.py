@@ -1,0 +1,517 @@
+"""`hmr serve`: the supervisor of the fetcher actors, the heartbeat and the responders.
+
+Every task belongs to one task group; an actor's crash is caught here, logged, counted and the
+actor restarted with exponential backoff and jitter, so the other actors keep running. Only the
+supervisor stops (on cancellation, or SIGTERM/SIGINT in `run_service`); it then flushes in-flight
+publishes with a timeout and closes NATS, Redis and the embedded nats-server.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import msgspec
+from anyio.abc import TaskStatus
+from anyio.from_thread import run_sync as _run_sync_from_thread
+from anyio.lowlevel import EventLoopToken, current_token
+from nats.aio.msg import Msg
+
+from horde_model_reference.backends.base import ModelReferenceBackend
+from horde_model_reference.bus.embedded import EmbeddedNatsServer
+from horde_model_reference.bus.events import (
+    CategoryHealth,
+    CategoryState,
+    ErrorReply,
+    HealthReply,
+    Heartbeat,
+    Snapshot,
+    SnapshotRequest,
+    Subjects,
+    encode_event,
+)
+from horde_model_reference.bus.snapshot_store import RedisSnapshotStore
+from horde_model_reference.catalog import decode_catalog
+from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, canonical_categories, parse_category
+from horde_model_reference.errors import (
+    BackendError,
+    CatalogDecodeError,
+    CategoryNotFoundError,
+    ModelReferenceError,
+    UnknownCategoryError,
+)
+from horde_model_reference.logs import get_logger
+from horde_model_reference.supervisor._nats import NatsLink
+from horde_model_reference.supervisor.actor import ActorContext, CategoryActor, CategorySlot
+from horde_model_reference.supervisor.config import ServiceConfig, default_poll_interval
+from horde_model_reference.supervisor.state import PersistedCategory, StateFile
+
+__all__ = ["Supervisor", "run_service", "sole_exception"]
+
+_log = get_logger(__name__)
+_SNAPSHOT_REQUEST = msgspec.json.Decoder(SnapshotRequest)
+
+
+class Supervisor:
+    """Runs the service for one backend; `run()` until cancelled. Methods are for its event loop."""
+
+    def __init__(self, config: ServiceConfig, backend: ModelReferenceBackend) -> None:
+        self.config = config
+        self.backend = backend
+        self.service_id = config.service_id
+        self.started_at = time.time()
+        self.subjects = Subjects(config.subject_prefix)
+        self.poll_interval = config.poll_interval or default_poll_interval(backend)
+        names = config.categories if config.categories is not None else canonical_categories()
+        self._slots = {parse_category(c): CategorySlot(parse_category(c)) for c in names}
+        self._state = StateFile(config.data_dir)
+        self._store: RedisSnapshotStore | None = None
+        self._redis_ok: bool | None = None
+        self._link: NatsLink | None = None
+        self._embedded: EmbeddedNatsServer | None = None
+        self._nats_url = config.nats_url
+        self._heartbeat_wake = anyio.Event()
+        self._token: EventLoopToken | None = None
+        self._loop_thread: int | None = None
+        self._running = False
+
+    # -- public surface ---------------------------------------------------------------------
+
+    @property
+    def nats_url(self) -> str | None:
+        """The NATS URL in use (the embedded server's once started)."""
+        return self._nats_url
+
+    @property
+    def categories(self) -> tuple[MODEL_REFERENCE_CATEGORY, ...]:
+        """The categories this service runs an actor for."""
+        return tuple(self._slots)
+
+    def poke(self, category: str | MODEL_REFERENCE_CATEGORY) -> None:
+        """Wake `category`'s actor now (force-refreshes the backend). Call on the service's loop."""
+        self._slot(category).poke()
+
+    async def refresh(self, category: str | MODEL_REFERENCE_CATEGORY, *, max_wait: float = 30.0) -> int:
+        """Poke `category` and wait for that pass; returns the revision held afterwards.
+
+        Raises `BackendError` when the pass failed, `TimeoutError` after `max_wait` seconds.
+        """
+        slot = self._slot(category)
+        target = slot.poke()
+        with anyio.fail_after(max_wait):
+            while slot.completed < target:
+                await slot.progress.wait()
+        if slot.pass_error is not None:
+            raise BackendError(self.backend.name, slot.category.value, slot.pass_error)
+        return slot.revision
+
+    def revision(self, category: str | MODEL_REFERENCE_CATEGORY) -> int:
+        """The revision held for `category` (0 before its first load)."""
+        return self._slot(category).revision
+
+    def snapshot(self, category: str | MODEL_REFERENCE_CATEGORY) -> Snapshot | None:
+        """The category's current snapshot, or None when it was never loaded."""
+        slot = self._slot(category)
+        if slot.data is None or slot.digest is None:
+            return None
+        return Snapshot(
+            category=slot.category.value,
+            revision=slot.revision,
+            digest=slot.digest,
+            data=msgspec.Raw(slot.data),
+            service_id=self.service_id,
+        )
+
+    def status(self) -> HealthReply:
+        """Health: per-category state, actor restarts, NATS and Redis connectivity."""
+        now = time.time()
+        categories = {
+            slot.category.value: CategoryHealth(
+                revision=slot.revision,
+                digest=slot.digest,
+                record_count=len(slot.records) if slot.records is not None else 0,
+                skipped_records=slot.skipped,
+                last_change=slot.last_change,
+                last_error=slot.last_error,
+                last_error_at=slot.last_error_at,
+                restarts=slot.restarts,
+            )
+            for slot in self._slots.values()
+        }
+        return HealthReply(
+            service_id=self.service_id,
+            started_at=self.started_at,
+            uptime=now - self.started_at,
+            sent_at=now,
+            categories=categories,
+            actor_restarts={slot.category.value: slot.restarts for slot in self._slots.values()},
+            nats_connected=self._link is not None and self._link.connected,
+            redis_connected=self._redis_ok if self._store is not None else None,
+            embedded_nats=self._embedded is not None,
+        )
+
+    def heartbeat(self) -> Heartbeat:
+        """The heartbeat as it would be sent now (loaded categories only)."""
+        return Heartbeat(
+            service_id=self.service_id,
+            started_at=self.started_at,
+            sent_at=time.time(),
+            categories={
+                slot.category.value: CategoryState(slot.revision, slot.digest)
+                for slot in self._slots.values()
+                if slot.loaded and slot.digest is not None
+            },
+        )
+
+    async def run(self, *, task_status: TaskStatus[Supervisor] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Start everything, report ready (after each actor's first pass), run until cancelled."""
+        if self._running:
+            raise ModelReferenceError("this Supervisor is already running")
+        self._state.acquire()
+        self._running = True
+        self.started_at = time.time()
+        self._token = current_token()
+        self._loop_thread = threading.get_ident()
+        try:
+            await self._start_embedded_nats()
+            await self._open_redis()
+            await self._restore_state()
+            link = await self._connect_nats()
+            async with anyio.create_task_group() as tg:
+                await tg.start(self._serve, self.subjects.snapshot_all, self._snapshot_reply)
+                await tg.start(self._serve, self.subjects.health, self._health_reply)
+                context = self._actor_context(link)
+                for slot in self._slots.values():
+                    tg.start_soon(self._supervise, slot, context, name=f"actor:{slot.category.value}")
+                with anyio.move_on_after(self.config.startup_timeout) as waited:
+                    for slot in self._slots.values():
+                        await slot.first_pass.wait()
+                if waited.cancelled_caught:
+                    _log.warning("service_startup_slow", timeout=self.config.startup_timeout)
+                tg.start_soon(self._heartbeat_loop, link, name="heartbeat")
+                if self._store is not None:
+                    tg.start_soon(self._watch_redis, self._store, name="redis-watch")
+                self.backend.add_invalidation_callback(self._on_invalidated)
+                _log.info(
+                    "service_ready",
+                    service_id=self.service_id,
+                    nats_url=link.safe_url,
+                    redis=self._store.url if self._store is not None else None,
+                    categories=[c.value for c, s in self._slots.items() if s.loaded],
+                    poll_interval=self.poll_interval,
+                )
+                task_status.started(self)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._shutdown()
+
+    # -- startup and shutdown ---------------------------------------------------------------
+
+    async def _start_embedded_nats(self) -> None:
+        if self._nats_url is not None:
+            return
+        server = EmbeddedNatsServer(Path(self.config.data_dir) / "nats", port=self.config.embedded_nats_port)
+        await anyio.to_thread.run_sync(server.start)
+        self._embedded = server
+        self._nats_url = server.url
+
+    async def _open_redis(self) -> None:
+        if self.config.redis_url is None:
+            return
+        self._store = RedisSnapshotStore(
+            self.config.redis_url,
+            key_prefix=self.config.redis_key_prefix,
+            socket_timeout=self.config.redis_timeout,
+            connect_timeout=self.config.redis_timeout,
+            pool_timeout=self.config.redis_timeout,
+        )
+
+    async def _restore_state(self) -> None:
+        """Revisions from the state file and Redis (the higher wins), last good bytes from disk."""
+        persisted = self._state.load()
+        redis_states: dict[str, tuple[int, str]] = {}
+        if self._store is not None:
+            try:
+                redis_states = await self._store.get_states(c.value for c in self._slots)
+                self._redis_ok = True
+            except BackendError as exc:
+                self._redis_ok = False
+                _log.error("redis_unavailable_at_start", error=str(exc), using="state file only")
+        adopted: dict[str, PersistedCategory] = {}
+        adopted_bytes: dict[str, bytes] = {}
+        for category, slot in self._slots.items():
+            name = category.value
+            local = persisted.get(name)
+            remote = redis_states.get(name)
+            data: bytes | None = None
+            if remote is not None and (local is None or remote[0] > local.revision):
+                local = PersistedCategory(*remote)
+                adopted[name] = local
+                data = await self._redis_bytes(name, local)
+                if data is not None:
+                    adopted_bytes[name] = data
+                _log.warning("revision_adopted_from_redis", category=name, revision=local.revision)
+            if local is None:
+                continue
+            slot.revision, slot.digest = local.revision, local.digest
+            data = data if data is not None else self._state.load_snapshot(name, local.digest)
+            if data is not None:
+                try:
+                    slot.install(local.revision, local.digest, data, decode_catalog(category, data))
+                except CatalogDecodeError as exc:
+                    _log.error("snapshot_file_rejected", category=name, error=str(exc))
+            slot.redis_pending = self._store is not None and remote != (local.revision, local.digest)
+        if adopted:
+            await self._state.adopt(adopted, adopted_bytes)
+        _log.info(
+            "service_state_restored",
+            revisions={c.value: s.revision for c, s in self._slots.items() if s.revision},
+            path=str(self._state.path),
+        )
+
+    async def _redis_bytes(self, name: str, state: PersistedCategory) -> bytes | None:
+        assert self._store is not None
+        try:
+            stored = await self._store.get(name)
+        except BackendError as exc:
+            _log.error("redis_snapshot_read_failed", category=name, error=str(exc))
+            return None
+        if stored is None or stored.revision != state.revision or stored.digest != state.digest:
+            return None
+        return stored.data
+
+    async def _connect_nats(self) -> NatsLink:
+        assert self._nats_url is not None
+        link = NatsLink(
+            self._nats_url,
+            name=f"hmr-serve-{self.service_id[:8]}",
+            connect_timeout=self.config.nats_connect_timeout,
+            ping_interval=self.config.nats_ping_interval,
+            reconnect_wait=self.config.nats_reconnect_wait,
+            publish_timeout=self.config.publish_timeout,
+            on_reconnect=self._wake_heartbeat,
+        )
+        await link.connect()
+        self._link = link
+        return link
+
+    async def _shutdown(self) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            await link.close(flush_timeout=self.config.drain_timeout)
+        store, self._store = self._store, None
+        if store is not None:
+            await store.aclose()
+        embedded, self._embedded = self._embedded, None
+        if embedded is not None:
+            await anyio.to_thread.run_sync(embedded.stop)
+        self._state.release()
+        self._running = False
+        _log.info(
+            "service_stopped", service_id=self.service_id, uptime=round(time.time() - self.started_at, 3)
+        )
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    def _actor_context(self, link: NatsLink) -> ActorContext:
+        return ActorContext(
+            backend=self.backend,
+            state=self._state,
+            store=self._store,
+            subjects=self.subjects,
+            service_id=self.service_id,
+            poll_interval=self.poll_interval,
+            fetch_timeout=self.config.fetch_timeout,
+            delta_max_bytes=self.config.delta_max_bytes,
+            publish=link.publish,
+            redis_result=self._set_redis_ok,
+            redis_down=lambda: self._redis_ok is False,
+        )
+
+    async def _supervise(self, slot: CategorySlot, context: ActorContext) -> None:
+        """Run `slot`'s actor; on a crash log, count, back off (a poke cuts it short), restart."""
+        name = slot.category.value
+        while True:
+            delay = self.config.restart_backoff
+            try:
+                await CategoryActor(slot, context).run()
+            except Exception as exc:  # noqa: BLE001 - any crash restarts the actor (logged below)
+                slot.restarts += 1
+                slot.failures += 1
+                message = f"{type(exc).__name__}: {exc}"
+                slot.record_error(message)
+                slot.finish_pass(message)
+                delay = min(
+                    self.config.restart_backoff_max, self.config.restart_backoff * 2 ** (slot.failures - 1)
+                )
+                delay *= random.uniform(0.5, 1.0)
+                expected = isinstance(exc, BackendError)
+                _log.error(
+                    "actor_crashed",
+                    category=name,
+                    error=message,
+                    restarts=slot.restarts,
+                    consecutive=slot.failures,
+                    restart_in=round(delay, 3),
+                    exc_info=None if expected else exc,
+                )
+            with anyio.move_on_after(delay):
+                await slot.wake.wait()
+
+    async def _heartbeat_loop(self, link: NatsLink) -> None:
+        while True:
+            self._heartbeat_wake = anyio.Event()
+            if link.connected:
+                await link.publish(self.subjects.heartbeat, encode_event(self.heartbeat()))
+            with anyio.move_on_after(self.config.heartbeat_interval):
+                await self._heartbeat_wake.wait()
+
+    async def _watch_redis(self, store: RedisSnapshotStore) -> None:
+        """Ping Redis now and then so health is current; on recovery, push pending snapshots."""
+        while True:
+            await anyio.sleep(self.config.heartbeat_interval * 2.5)
+            was_ok = self._redis_ok
+            ok = await store.ping()
+            self._set_redis_ok(ok)
+            if ok and not was_ok:
+                for slot in self._slots.values():
+                    if slot.redis_pending:
+                        slot.redis_retry_at = 0.0
+                        slot.poke()
+
+    def _wake_heartbeat(self) -> None:
+        self._heartbeat_wake.set()
+
+    async def _serve(
+        self,
+        subject: str,
+        answer: Callable[[Msg], bytes],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Answer requests on `subject` (our own task iterates the subscription)."""
+        assert self._link is not None
+        link = self._link
+        sub = await link.subscribe(subject)
+        task_status.started()
+        async for msg in sub.messages:
+            try:
+                payload = answer(msg)
+            except Exception:  # noqa: BLE001 - one bad request must not stop the responder
+                _log.exception("request_failed", subject=msg.subject)
+                payload = encode_event(ErrorReply(error="internal", message="the service failed to answer"))
+            if len(payload) > link.max_payload:
+                payload = encode_event(
+                    ErrorReply(
+                        error="too_large",
+                        message=f"reply of {len(payload)} bytes exceeds the server's max_payload {link.max_payload}",
+                    )
+                )
+            await link.respond(msg, payload)
+
+    def _snapshot_reply(self, msg: Msg) -> bytes:
+        name = msg.subject.rsplit(".", 1)[-1]
+        try:
+            category = parse_category(name)
+        except UnknownCategoryError as exc:
+            return encode_event(ErrorReply(error="unknown_category", message=str(exc), category=name))
+        slot = self._slots.get(category)
+        if slot is None or not slot.loaded:
+            reason = "is not served here" if slot is None else "is not loaded yet"
+            message = f"category {category.value!r} {reason}"
+            return encode_event(ErrorReply(error="not_loaded", message=message, category=category.value))
+        min_revision = 0
+        if msg.data.strip():
+            try:
+                min_revision = _SNAPSHOT_REQUEST.decode(msg.data).min_revision
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                return encode_event(
+                    ErrorReply(error="bad_request", message=str(exc), category=category.value)
+                )
+        if min_revision > slot.revision:
+            message = f"revision {slot.revision} held, {min_revision} requested"
+            return encode_event(ErrorReply(error="behind", message=message, category=category.value))
+        snapshot = self.snapshot(category)
+        assert snapshot is not None
+        return encode_event(snapshot)
+
+    def _health_reply(self, msg: Msg) -> bytes:
+        return encode_event(self.status())
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _slot(self, category: str | MODEL_REFERENCE_CATEGORY) -> CategorySlot:
+        cat = parse_category(category)
+        slot = self._slots.get(cat)
+        if slot is None:
+            raise CategoryNotFoundError(cat.value, "this service does not serve it")
+        return slot
+
+    def _set_redis_ok(self, ok: bool) -> None:
+        if ok != self._redis_ok:
+            if ok:
+                _log.info("redis_state", connected=True, url=self._store.url if self._store else None)
+            else:
+                _log.warning("redis_state", connected=False, url=self._store.url if self._store else None)
+        self._redis_ok = ok
+
+    def _on_invalidated(self, category: MODEL_REFERENCE_CATEGORY) -> None:
+        """Backend invalidation callback (any thread): poke the category's actor."""
+        slot = self._slots.get(category)
+        if slot is None or not self._running:
+            return
+        if threading.get_ident() == self._loop_thread:
+            slot.poke()
+            return
+        try:
+            _run_sync_from_thread(slot.poke, token=self._token)
+        except Exception:  # noqa: BLE001 - the loop may be gone; the next poll picks the change up
+            _log.exception("invalidation_poke_failed", category=category.value)
+
+
+async def run_service(
+    config: ServiceConfig,
+    backend: ModelReferenceBackend,
+    *,
+    handle_signals: bool = True,
+    task_status: TaskStatus[Supervisor] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run `hmr serve` until cancelled or, with `handle_signals`, until SIGTERM/SIGINT.
+
+    On a signal it drains in-flight publishes and returns normally (exit status 0). Signals are
+    only handled in the main thread. `task_status` receives the running `Supervisor`.
+    """
+    supervisor = Supervisor(config, backend)
+    try:
+        async with anyio.create_task_group() as tg:
+            if handle_signals and threading.current_thread() is threading.main_thread():
+                tg.start_soon(_stop_on_signal, tg.cancel_scope, name="signals")
+            elif handle_signals:
+                _log.debug("signals_not_handled", reason="not the main thread")
+            await tg.start(supervisor.run)
+            task_status.started(supervisor)
+            await anyio.sleep_forever()
+    except BaseExceptionGroup as group:
+        raise sole_exception(group) from None
+
+
+def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception inside nested single-member groups (the task group's wrapping), else the group."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
+async def _stop_on_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            _log.info("signal_received", signal=signal.Signals(signum).name, action="draining and stopping")
+            scope.cancel()
+            return
