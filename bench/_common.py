@@ -2,9 +2,10 @@
 
 A benchmark is a module `bench/bench_<name>.py` with a `run(ctx: Context) -> list[Row]` function
 and a docstring whose first line describes it (see README.md). Measurements run in probe scripts
-(`ours_*.py` with this project's interpreter, `ref_*.py` with the reference's) started in fresh
-subprocesses through `Context.run_ours` / `Context.run_ref`, so both sides are measured the same way
-and the baseline is measured in the same run as ours.
+(`ours_*.py` with this project's interpreter, `ref_*.py` with the reference's, protocol in
+`_probe.py`), either one operation in a fresh process (`Context.run_ours` / `Context.run_ref`) or as
+long-lived workers (`Context.ours_worker` / `Context.ref_worker`) that `time_interleaved` alternates
+in short blocks. Both sides are measured the same way, in the same run.
 """
 
 from __future__ import annotations
@@ -118,12 +119,20 @@ def format_value(value: float | None, unit: str) -> str:
     if unit == "ns":
         for scale, suffix in ((1e9, "s"), (1e6, "ms"), (1e3, "us")):
             if value >= scale:
-                return f"{value / scale:.3g} {suffix}" if value < 100 * scale else f"{value / scale:.0f} {suffix}"
+                return (
+                    f"{value / scale:.3g} {suffix}"
+                    if value < 100 * scale
+                    else f"{value / scale:.0f} {suffix}"
+                )
         return f"{value:.0f} ns"
     if unit == "bytes":
         for scale, suffix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
             if value >= scale:
-                return f"{value / scale:.3g} {suffix}" if value < 100 * scale else f"{value / scale:.0f} {suffix}"
+                return (
+                    f"{value / scale:.3g} {suffix}"
+                    if value < 100 * scale
+                    else f"{value / scale:.0f} {suffix}"
+                )
         return f"{value:.0f} B"
     return f"{value:.4g} {unit}"
 
@@ -149,11 +158,16 @@ def render_table(sections: Sequence[tuple[str, Sequence[Row], str | None]]) -> s
                     row.note,
                 )
             )
-    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
+    widths = [
+        max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)
+    ]
     right = {2, 3, 4, 5}
 
     def fmt(cells: Sequence[str]) -> str:
-        out = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        out = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
         return "  ".join(out).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
@@ -197,7 +211,13 @@ def run_probe(
     cmd = [str(python), str(BENCH_DIR / script), json.dumps({"op": op, **args})]
     try:
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, env=_probe_env(ref=ref), cwd=ROOT, check=False
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=_probe_env(ref=ref),
+            cwd=ROOT,
+            check=False,
         )
     except subprocess.TimeoutExpired as exc:
         raise ProbeError(f"{script} timed out after {timeout:g} s") from exc
@@ -212,7 +232,7 @@ class Worker:
 
     def __init__(self, python: str | Path, script: str, *, ref: bool, timeout: float = 300) -> None:
         self.script, self.timeout = script, timeout
-        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in close())
         self._proc = subprocess.Popen(
             [str(python), str(BENCH_DIR / script), "--serve"],
             stdin=subprocess.PIPE,
@@ -285,6 +305,8 @@ class TimedResult:
     case: TimedCase
     ours: dict[str, list[float]]  # strategy -> the median of each block (ns)
     ref: dict[str, list[float]]
+    # "ours:<strategy>" / "ref:<strategy>" -> per block, the median time to free one result (ns)
+    frees: dict[str, list[float]] = field(default_factory=dict)
 
     def best(self, side: Literal["ours", "ref"]) -> str | None:
         blocks = self.ours if side == "ours" else self.ref
@@ -299,9 +321,12 @@ class TimedResult:
             "blocks": len(self.ours[ours_best]),
             "ours_strategy": ours_best,
             "ours_block_medians_ns": self.ours,
+            "free_result_median_ns": {key: median(values) for key, values in self.frees.items()},
         }
         if ref_best is None:
-            return Row(self.case.name, ours, None, "ns", goal=goal, note=note, details={**info, **(details or {})})
+            return Row(
+                self.case.name, ours, None, "ns", goal=goal, note=note, details={**info, **(details or {})}
+            )
         ratios = sorted(r / o for o, r in zip(self.ours[ours_best], self.ref[ref_best], strict=True))
         quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
         info.update(
@@ -333,22 +358,27 @@ def time_interleaved(
     its median, so ours and the baseline are measured seconds apart, many times over: a slow
     patch of the shared machine then shows as one odd block, which the medians ignore.
     """
-    results = [TimedResult(case, {s: [] for s in case.ours}, {s: [] for s in case.ref} if ref else {}) for case in cases]
+    results = [
+        TimedResult(case, {s: [] for s in case.ours}, {s: [] for s in case.ref} if ref else {})
+        for case in cases
+    ]
     for block in range(ctx.blocks):
         if block % max(1, ctx.blocks // 4) == 0:
             log(f"{name}: block {block + 1}/{ctx.blocks}")
         for result in results:
-            sides: list[tuple[Worker, dict[str, dict[str, Any]], dict[str, list[float]]]] = [
-                (ours, result.case.ours, result.ours)
+            sides: list[tuple[str, Worker, dict[str, dict[str, Any]], dict[str, list[float]]]] = [
+                ("ours", ours, result.case.ours, result.ours)
             ]
             if ref is not None:
-                sides.append((ref, result.case.ref, result.ref))
+                sides.append(("ref", ref, result.case.ref, result.ref))
             if block % 2:
                 sides.reverse()
-            for worker, strategies, into in sides:
+            for side, worker, strategies, into in sides:
                 for strategy, args in strategies.items():
                     timing = worker.call("time", strategy=strategy, timing=ctx.timing, **args)
                     into[strategy].append(timing["median_ns"])
+                    if "free_median_ns" in timing:
+                        result.frees.setdefault(f"{side}:{strategy}", []).append(timing["free_median_ns"])
     return results
 
 
@@ -379,7 +409,9 @@ def _candidates() -> Iterator[str]:
     if on_path:
         yield on_path
     pyenv_root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
-    yield from sorted(glob.glob(os.path.join(pyenv_root, "versions", "3.12*", "bin", "python3.12")), reverse=True)
+    yield from sorted(
+        glob.glob(os.path.join(pyenv_root, "versions", "3.12*", "bin", "python3.12")), reverse=True
+    )
     uv = shutil.which("uv")
     if uv:
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
@@ -464,9 +496,15 @@ def ensure_ref_venv() -> RefStatus:
     with _ref_lock():
         override = os.environ.get(REF_PYTHON_ENV)
         stamp = _read_stamp()
-        same_base = not override or stamp.get("base_python") == override
-        if stamp.get("requirement") == REF_REQUIREMENT and same_base and _installed_ref_version() == REF_VERSION:
-            return RefStatus(_ref_python_path(), f"{REF_REQUIREMENT} in {REF_VENV.name} (Python {stamp['python']})")
+        same_base = not override or stamp.get("base_python") == os.path.realpath(override)
+        if (
+            stamp.get("requirement") == REF_REQUIREMENT
+            and same_base
+            and _installed_ref_version() == REF_VERSION
+        ):
+            return RefStatus(
+                _ref_python_path(), f"{REF_REQUIREMENT} in {REF_VENV.name} (Python {stamp['python']})"
+            )
 
         base, how = find_ref_python()
         if base is None:
@@ -475,7 +513,15 @@ def ensure_ref_venv() -> RefStatus:
         log(f"creating {REF_VENV.name} with {base} and installing {REF_REQUIREMENT} (once) ...")
         steps = [
             [base, "-m", "venv", "--clear", str(REF_VENV)],
-            [str(_ref_python_path()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", REF_REQUIREMENT],
+            [
+                str(_ref_python_path()),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                REF_REQUIREMENT,
+            ],
         ]
         for step in steps:
             try:
@@ -487,13 +533,23 @@ def ensure_ref_venv() -> RefStatus:
                 return RefStatus(None, f"baseline skipped: `{' '.join(step[:4])} ...` failed: {tail}")
         installed = _installed_ref_version()
         if installed != REF_VERSION:
-            return RefStatus(None, f"baseline skipped: {REF_VENV.name} has {REF_PACKAGE} {installed}, not {REF_VERSION}")
-        python_version = "%d.%d" % version if version else "?"
+            return RefStatus(
+                None, f"baseline skipped: {REF_VENV.name} has {REF_PACKAGE} {installed}, not {REF_VERSION}"
+            )
+        python_version = f"{version[0]}.{version[1]}" if version else "?"
         _REF_STAMP.write_text(
-            json.dumps({"requirement": REF_REQUIREMENT, "base_python": override or base, "python": python_version})
+            json.dumps(
+                {
+                    "requirement": REF_REQUIREMENT,
+                    "base_python": os.path.realpath(override or base),
+                    "python": python_version,
+                }
+            )
         )
         log(f"{REF_VENV.name} ready ({how})")
-        return RefStatus(_ref_python_path(), f"{REF_REQUIREMENT} in {REF_VENV.name} (Python {python_version})")
+        return RefStatus(
+            _ref_python_path(), f"{REF_REQUIREMENT} in {REF_VENV.name} (Python {python_version})"
+        )
 
 
 # ------------------------------------------------------------------------------------------ context
@@ -528,6 +584,11 @@ class Context:
                 self._ref = RefStatus(None, "baseline skipped: --no-ref")
             else:
                 self._ref = ensure_ref_venv()
+        return self._ref
+
+    @property
+    def ref_if_checked(self) -> RefStatus | None:
+        """The reference status if a benchmark asked for it (without creating the venv)."""
         return self._ref
 
     def golden(self, file_name: str) -> Path:

@@ -29,7 +29,9 @@ def run(ctx: Context) -> list[Row]:
         for side, answer in loaded.items():
             for category, _, expected in GOLDEN_CATALOGS:
                 if answer["records"][category] != expected:
-                    raise RuntimeError(f"{side} decoded {answer['records'][category]} {category} records, not {expected}")
+                    raise RuntimeError(
+                        f"{side} decoded {answer['records'][category]} {category} records, not {expected}"
+                    )
 
         cases = [
             TimedCase(

@@ -26,12 +26,16 @@ def run(ctx: Context) -> list[Row]:
             ref = ctx.run_ref("ref_decode.py", "memory", **job)
         for side, result in (("ours", ours), ("ref", ref)):
             if result is not None and result["records"] != expected:
-                raise RuntimeError(f"{side} decoded {result['records']} {category} records, expected {expected}")
+                raise RuntimeError(
+                    f"{side} decoded {result['records']} {category} records, expected {expected}"
+                )
         details = {"records": expected, "ours": ours, "baseline": ref}
         details["ours_bytes_per_record"] = ours["retained_bytes"] / expected
         if ref is not None:
             details["baseline_bytes_per_record"] = ref["retained_bytes"] / expected
-            note = f"{ours['retained_bytes'] / expected:.0f} vs {ref['retained_bytes'] / expected:.0f} B/record"
+            note = (
+                f"{ours['retained_bytes'] / expected:.0f} vs {ref['retained_bytes'] / expected:.0f} B/record"
+            )
         else:
             note = ctx.ref.message
         rows.append(

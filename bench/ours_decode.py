@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from _probe import measure_retained, serve, time_calls
-
 from horde_model_reference import decode_catalog
 
 STRATEGIES = ("decode_catalog",)

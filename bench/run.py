@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BENCH_DIR, REF_REQUIREMENT, RESULTS_DIR, Context, Row, Skip, log, render_table  # noqa: E402
+from _common import BENCH_DIR, REF_REQUIREMENT, RESULTS_DIR, Context, Row, Skip, log, render_table
 
 
 def registered() -> list[str]:
@@ -49,8 +49,12 @@ def describe(module: ModuleType) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--only", action="append", default=[], metavar="NAME", help="run only these benchmarks")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="NAME", help="run only these benchmarks"
+    )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--quick", action="store_true", help="one short round (smoke test)")
     parser.add_argument("--no-ref", action="store_true", help="skip the baseline (no reference venv)")
@@ -72,7 +76,6 @@ def machine() -> dict[str, Any]:
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
 
 
@@ -91,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     ctx = Context(quick=args.quick, use_ref=not args.no_ref)
+    load_before = _load()
     started = time.perf_counter()
     sections: list[tuple[str, list[Row], str | None]] = []
     results: dict[str, Any] = {}
@@ -117,13 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = entry
         sections.append((name, rows, message))
 
-    ref = ctx.ref if ctx._ref is not None else None
+    ref = ctx.ref_if_checked
     payload = {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "argv": sys.argv[1:] if argv is None else argv,
         "quick": args.quick,
         "selected": args.selected,
-        "machine": machine(),
+        "machine": {**machine(), "load_average_before": load_before, "load_average_after": _load()},
         "ours": {"python": platform.python_version(), "executable": sys.executable},
         "reference": {
             "requirement": REF_REQUIREMENT,
@@ -139,12 +143,25 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     if ref is not None:
-        print(f"baseline: {ref.message}")
-    print(f"ours: this checkout on Python {platform.python_version()}; machine: {os.cpu_count()} cores, shared")
+        print(f"baseline: {ref.message}" if ref.available else ref.message)
+    print(f"ours: this checkout on Python {platform.python_version()}")
+    loads = payload["machine"]
+    print(
+        f"machine: {os.cpu_count()} cores, 1-min load average {_fmt_load(loads['load_average_before'])} before, "
+        f"{_fmt_load(loads['load_average_after'])} after (above ~0.5 the machine is busy: expect noisier figures)"
+    )
     print("ratio = how many times better ours is (baseline / ours), measured in this run\n")
     print(render_table(sections))
     print(f"\nwrote {_shown(args.json)} in {payload['elapsed_s']:.1f} s")
     return 1 if crashed else 0
+
+
+def _load() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def _fmt_load(value: float | None) -> str:
+    return "?" if value is None else f"{value:.2f}"
 
 
 def _shown(path: Path) -> str:

@@ -31,7 +31,6 @@ from horde_model_reference import (
     VideoGenerationModelRecord,
 )
 from horde_model_reference.categories import MODEL_DOMAIN, MODEL_PURPOSE, ModelClassification
-from horde_model_reference.providers.gather import SourceRead
 from horde_model_reference.query import (
     AudioFieldName,
     AudioFields,
@@ -57,7 +56,6 @@ from horde_model_reference.query import (
     MiscellaneousFields,
     ModelQuery,
     OrderSpec,
-    Predicate,
     SafetyCheckerFields,
     TextFields,
     TextGenFieldName,
@@ -66,7 +64,6 @@ from horde_model_reference.query import (
     VideoFieldName,
     VideoFields,
 )
-from horde_model_reference.query.builder import SourceLoader
 
 
 def image(name: str, **fields: Any) -> ImageGenerationModelRecord:
@@ -82,7 +79,9 @@ def catalog(*records: ImageGenerationModelRecord) -> dict[str, ImageGenerationMo
 @pytest.fixture
 def records() -> dict[str, ImageGenerationModelRecord]:
     return catalog(
-        image("alpha", baseline="stable_diffusion_xl", size_on_disk_bytes=300, tags=["anime", "nsfw"], nsfw=True),
+        image(
+            "alpha", baseline="stable_diffusion_xl", size_on_disk_bytes=300, tags=["anime", "nsfw"], nsfw=True
+        ),
         image("beta", size_on_disk_bytes=100, tags=["realistic"], inpainting=True),
         image("gamma", baseline="stable_diffusion_xl", size_on_disk_bytes=None, tags=None, style="anime"),
         image(
@@ -134,16 +133,22 @@ def test_where_nested_paths(q: ImageGenerationQuery) -> None:
 
 
 def test_where_unknown_field_lists_valid_fields(q: ImageGenerationQuery) -> None:
-    with pytest.raises(ValueError, match=r"unknown field 'bogus' for ImageGenerationModelRecord; valid fields: .*baseline"):
+    with pytest.raises(
+        ValueError, match=r"unknown field 'bogus' for ImageGenerationModelRecord; valid fields: .*baseline"
+    ):
         q.where(bogus=1)
     with pytest.raises(ValueError, match=r"unknown field 'parameters'"):
         q.where(parameters=1)
-    with pytest.raises(ValueError, match=r"unknown field 'nope' \(in 'metadata__nope'\) for GenericModelRecordMetadata"):
+    with pytest.raises(
+        ValueError, match=r"unknown field 'nope' \(in 'metadata__nope'\) for GenericModelRecordMetadata"
+    ):
         q.where(metadata__nope=1)
 
 
 def test_where_unknown_operator_is_named(q: ImageGenerationQuery) -> None:
-    with pytest.raises(ValueError, match=r"unknown operator 'gtx' in 'size_on_disk_bytes__gtx'; valid operators: lt,"):
+    with pytest.raises(
+        ValueError, match=r"unknown operator 'gtx' in 'size_on_disk_bytes__gtx'; valid operators: lt,"
+    ):
         q.where(size_on_disk_bytes__gtx=1)
     with pytest.raises(ValueError, match=r"field 'baseline' .* has no sub-fields"):
         q.where(baseline__foo__lt=1)
@@ -241,10 +246,16 @@ def _literal_values(alias: Any) -> set[str]:
     return values
 
 
-@pytest.mark.parametrize(("record_type", "namespace", "literal"), STRUCT_NAMESPACES, ids=lambda v: getattr(v, "__name__", ""))
+@pytest.mark.parametrize(
+    ("record_type", "namespace", "literal"), STRUCT_NAMESPACES, ids=lambda v: getattr(v, "__name__", "")
+)
 def test_namespaces_and_literals_match_the_structs(record_type: type, namespace: type, literal: Any) -> None:
     struct_fields = {f.name for f in msgspec.structs.fields(record_type)}
-    refs = {name: getattr(namespace, name) for name in dir(namespace) if isinstance(getattr(namespace, name), FieldRef)}
+    refs = {
+        name: getattr(namespace, name)
+        for name in dir(namespace)
+        if isinstance(getattr(namespace, name), FieldRef)
+    }
     assert set(refs) == struct_fields
     assert all(ref.field_name == name for name, ref in refs.items())
     assert _literal_values(literal) == struct_fields
@@ -277,7 +288,9 @@ def test_tags(q: ImageGenerationQuery) -> None:
     assert names(q.tags_none(["nsfw"])) == ["beta", "gamma", "delta"]
     with pytest.raises(ValueError, match=r"tags_any\(\) needs at least one tag"):
         q.tags_any([])
-    clip = ModelQuery.from_records({"c": ClipModelRecord(name="c")}, record_type=ClipModelRecord)
+    clip: ModelQuery[ClipModelRecord, str] = ModelQuery.from_records(
+        {"c": ClipModelRecord(name="c")}, record_type=ClipModelRecord
+    )
     with pytest.raises(ValueError, match=r"unknown field 'tags' for ClipModelRecord"):
         clip.tags_any(["x"])
 
@@ -297,7 +310,7 @@ def test_order_by_puts_none_last_both_ways(q: ImageGenerationQuery) -> None:
     assert names(q.order_by("size_on_disk_bytes", descending=True)) == ["alpha", "delta", "beta", "gamma"]
     assert names(q.order_by(ImageFields.size_on_disk_bytes.desc())) == ["alpha", "delta", "beta", "gamma"]
     assert names(q.order_by(ImageFields.name)) == ["alpha", "beta", "delta", "gamma"]
-    assert names(q.order_by("metadata__created_at")) == ["delta", "alpha", "beta", "gamma"]
+    assert names(q.order_by(FieldRef("metadata__created_at"))) == ["delta", "alpha", "beta", "gamma"]
     assert names(q.order_by("name").order_by("size_on_disk_bytes")) == ["beta", "delta", "alpha", "gamma"]
 
 
@@ -311,11 +324,13 @@ def test_order_by_bad_input(q: ImageGenerationQuery) -> None:
         q.order_by("bogus")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="expected a field name or FieldRef"):
         q.order_by(3)  # type: ignore[arg-type]
-    mixed = ModelQuery.from_records(
+    mixed: ModelQuery[ImageGenerationModelRecord, str] = ModelQuery.from_records(
         {"a": image("a", requirements={"x": 1}), "b": image("b", requirements={"x": "text"})},
         record_type=ImageGenerationModelRecord,
     )
-    with pytest.raises(TypeError, match=r"cannot order by 'requirements__x': values of type int and str cannot be compared"):
+    with pytest.raises(
+        TypeError, match=r"cannot order by 'requirements__x': values of type int and str cannot be compared"
+    ):
         mixed.order_by("requirements__x").to_list()
     with pytest.raises(TypeError, match=r"cannot order by 'requirements': values of type dict and dict"):
         mixed.order_by("requirements").to_list()
@@ -383,116 +398,11 @@ def test_terminals(q: ImageGenerationQuery) -> None:
 
 def test_names_are_catalog_keys() -> None:
     record = ControlNetModelRecord(name="control_qr_xl", controlnet_style="control_qr_xl")
-    query = ModelQuery.from_records({"control_qr_sdxl": record}, record_type=ControlNetModelRecord)
+    query: ModelQuery[ControlNetModelRecord, str] = ModelQuery.from_records(
+        {"control_qr_sdxl": record}, record_type=ControlNetModelRecord
+    )
     assert query.names() == ["control_qr_sdxl"]
     assert query.to_list() == [record]
-
-
-# -- provenance --------------------------------------------------------------------------------
-
-
-def _read(*blocks: tuple[str, dict[str, Any]], status: dict[str, Any] | None = None) -> SourceRead:
-    full_status = {source_id: ("ok" if recs else "empty") for source_id, recs in blocks}
-    full_status.update(status or {})
-    return SourceRead(tuple((s, r) for s, r in blocks if r), full_status, {})
-
-
-@pytest.fixture
-def merged() -> ImageGenerationQuery:
-    horde = catalog(image("a", size_on_disk_bytes=1), image("b", size_on_disk_bytes=5, nsfw=True))
-    civitai = catalog(image("b", size_on_disk_bytes=2), image("c", size_on_disk_bytes=3))
-    pending = catalog(image("c", size_on_disk_bytes=4), image("a", size_on_disk_bytes=9))
-    read = _read(("horde", horde), ("civitai", civitai), ("pending", pending), status={"broken": "error"})
-    read.errors["broken"] = "provider 'broken' timed out"
-    return ImageGenerationQuery.from_read(read)
-
-
-def test_first_source_wins_and_provenance(merged: ImageGenerationQuery) -> None:
-    assert merged.names() == ["a", "b", "c"]
-    assert [r.size_on_disk_bytes for r in merged.to_list()] == [1, 5, 3]
-    assert merged.sources() == ["horde", "horde", "civitai"]
-    assert [(r.name, s) for r, s in merged.to_list_with_source()] == [("a", "horde"), ("b", "horde"), ("c", "civitai")]
-    assert {s: [r.name for r in rs] for s, rs in merged.group_by_source().items()} == {"horde": ["a", "b"], "civitai": ["c"]}
-    assert merged.duplicate_names() == {"a": ["horde", "pending"], "b": ["horde", "civitai"], "c": ["civitai", "pending"]}
-    assert merged.has_duplicate_names()
-    assert merged.source_status() == {"horde": "ok", "civitai": "ok", "pending": "ok", "broken": "error"}
-    assert merged.failed_sources() == ["broken"]
-    assert merged.source_errors() == {"broken": "provider 'broken' timed out"}
-
-
-def test_predicates_run_before_deduplication(merged: ImageGenerationQuery) -> None:
-    # horde's "b" is NSFW: once filtered out, civitai's "b" is the one returned.
-    sfw = merged.exclude_nsfw()
-    assert [(r.name, s) for r, s in sfw.to_list_with_source()] == [("a", "horde"), ("b", "civitai"), ("c", "civitai")]
-    assert sfw.duplicate_names() == {"a": ["horde", "pending"], "c": ["civitai", "pending"]}
-
-
-def test_sort_offset_limit_run_after_deduplication(merged: ImageGenerationQuery) -> None:
-    ordered = merged.order_by("size_on_disk_bytes", descending=True)
-    assert [r.size_on_disk_bytes for r in ordered.to_list()] == [5, 3, 1]
-    assert [r.size_on_disk_bytes for r in ordered.offset(1).limit(1).to_list()] == [3]
-    assert ordered.offset(1).limit(1).sources() == ["civitai"]
-
-
-def test_where_source(merged: ImageGenerationQuery) -> None:
-    assert merged.where_source("pending").names() == ["c", "a"]
-    assert [r.size_on_disk_bytes for r in merged.where_source("civitai", "pending").to_list()] == [2, 3, 9]
-    assert merged.where_source("civitai", "pending").where_source("pending").sources() == ["pending", "pending"]
-    assert merged.where_source("nobody").to_list() == []
-    assert not merged.where_source("pending").has_duplicate_names()
-    with pytest.raises(ValueError, match="needs one or more source ids"):
-        merged.where_source()
-    with pytest.raises(ValueError, match="needs one or more source ids"):
-        merged.where_source("")
-
-
-def test_single_source_status() -> None:
-    assert ImageGenerationQuery.from_records({}).source_status() == {"horde": "empty"}
-    query = ImageGenerationQuery.from_records(catalog(image("a")), source_id="mine")
-    assert query.source_status() == {"mine": "ok"}
-    assert query.sources() == ["mine"]
-    assert query.failed_sources() == []
-    assert query.duplicate_names() == {}
-
-
-# -- reading -----------------------------------------------------------------------------------
-
-
-class CountingLoader:
-    def __init__(self, read: SourceRead) -> None:
-        self.read = read
-        self.sync_loads = 0
-        self.async_loads = 0
-
-    def load(self) -> SourceRead:
-        self.sync_loads += 1
-        return self.read
-
-    async def load_async(self) -> SourceRead:
-        self.async_loads += 1
-        return self.read
-
-
-def test_a_query_and_its_derivatives_share_one_read() -> None:
-    loader = CountingLoader(_read(("horde", catalog(image("a"), image("b", nsfw=True)))))
-    typed: SourceLoader = loader
-    base = ImageGenerationQuery(ImageGenerationModelRecord, typed)
-    derived = base.exclude_nsfw()
-    assert loader.sync_loads == 0, "building a query reads nothing"
-    assert names(derived) == ["a"]
-    assert base.count() == 2
-    assert base.source_status() == {"horde": "ok"}
-    assert loader.sync_loads == 1
-
-
-@pytest.mark.anyio
-async def test_async_fetch_then_sync_terminals() -> None:
-    loader = CountingLoader(_read(("horde", catalog(image("a"), image("b", nsfw=True)))))
-    query = ImageGenerationQuery(ImageGenerationModelRecord, loader).exclude_nsfw()
-    assert await query.fetch() is query
-    assert names(query) == ["a"]
-    assert [r.name for r in await query.only_nsfw().to_list_async()] == []
-    assert (loader.sync_loads, loader.async_loads) == (0, 1)
 
 
 def test_repr(q: ImageGenerationQuery) -> None:

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from horde_model_reference import (
+    KNOWN_IMAGE_GENERATION_BASELINE,
     MODEL_REFERENCE_CATEGORY,
+    TEXT_BACKENDS,
     ControlNetModelRecord,
     GenericModelRecord,
     ImageGenerationModelRecord,
-    KNOWN_IMAGE_GENERATION_BASELINE,
-    TEXT_BACKENDS,
     TextGenerationModelRecord,
     decode_catalog,
 )
@@ -49,7 +49,9 @@ class FakeHost(ProviderQueryMixin):
         self._data = data
         self._provider_timeout = 2.0
 
-    def _canonical_records_sync(self, category: MODEL_REFERENCE_CATEGORY) -> Mapping[str, GenericModelRecord] | None:
+    def _canonical_records_sync(
+        self, category: MODEL_REFERENCE_CATEGORY
+    ) -> Mapping[str, GenericModelRecord] | None:
         return self._data.get(category)
 
     async def _canonical_records_async(
@@ -120,12 +122,17 @@ def test_for_backend_and_backend_variations(texts: TextModelQuery) -> None:
         "Mythomax-L2-13B",
         "unknownbackend/Model",
     ]
-    with pytest.raises(ValueError, match=r"unknown text backend 'vllm'; known backends: aphrodite, koboldcpp"):
+    with pytest.raises(
+        ValueError, match=r"unknown text backend 'vllm'; known backends: aphrodite, koboldcpp"
+    ):
         texts.for_backend("vllm")
 
 
 def test_quantized(texts: TextModelQuery) -> None:
-    assert texts.only_quantized().names() == ["Org/Llama-3-8B-Instruct-Q4_K_M", "TheBloke/Mythomax-L2-13B-GPTQ"]
+    assert texts.only_quantized().names() == [
+        "Org/Llama-3-8B-Instruct-Q4_K_M",
+        "TheBloke/Mythomax-L2-13B-GPTQ",
+    ]
     assert texts.exclude_quantized().count() == 5
 
 
@@ -182,7 +189,9 @@ def test_group_by_base_model(texts: TextModelQuery) -> None:
 def test_controlnet_style() -> None:
     records = {
         "control_canny": ControlNetModelRecord(name="control_canny", controlnet_style="control_canny"),
-        "control_canny_sd2": ControlNetModelRecord(name="control_canny_sd2", controlnet_style="control_canny"),
+        "control_canny_sd2": ControlNetModelRecord(
+            name="control_canny_sd2", controlnet_style="control_canny"
+        ),
         "control_qr_sdxl": ControlNetModelRecord(name="control_qr_xl", controlnet_style="control_qr_xl"),
         "bare": ControlNetModelRecord(name="bare"),
     }
@@ -201,7 +210,9 @@ def test_controlnet_style() -> None:
 # -- real data ---------------------------------------------------------------------------------
 
 
-def _golden(shared_data: Path, category: MODEL_REFERENCE_CATEGORY, file_name: str) -> dict[str, GenericModelRecord]:
+def _golden(
+    shared_data: Path, category: MODEL_REFERENCE_CATEGORY, file_name: str
+) -> dict[str, GenericModelRecord]:
     decoded = decode_catalog(category, (shared_data / "golden-v2" / file_name).read_bytes())
     assert not decoded.issues
     return decoded.records
@@ -221,7 +232,9 @@ def golden_host(shared_data: Path) -> FakeHost:
 def test_real_image_catalog(golden_host: FakeHost) -> None:
     records = golden_host._data[C.image_generation]
     assert len(records) == 161
-    result = golden_host.query(C.image_generation).where(baseline="stable_diffusion_xl").exclude_nsfw().to_list()
+    result = (
+        golden_host.query(C.image_generation).where(baseline="stable_diffusion_xl").exclude_nsfw().to_list()
+    )
     expected = [r for r in records.values() if r.baseline == "stable_diffusion_xl" and not r.nsfw]  # type: ignore[attr-defined]
     assert result == expected and result
     assert golden_host.query_image_generation().for_baseline("SDXL").exclude_nsfw().to_list() == expected
@@ -256,7 +269,12 @@ def test_warm_canonical_query_is_fast(golden_host: FakeHost) -> None:
     """A loose guard only (the machine is noisy); the real figures are in bench/."""
 
     def run() -> list[ImageGenerationModelRecord]:
-        return golden_host.query(C.image_generation).where(baseline="stable_diffusion_xl").exclude_nsfw().to_list()
+        return (
+            golden_host.query(C.image_generation)
+            .where(baseline="stable_diffusion_xl")
+            .exclude_nsfw()
+            .to_list()
+        )
 
     run()
     timings = []

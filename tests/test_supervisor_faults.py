@@ -238,9 +238,13 @@ def serve_process(
     try:
         yield process, lines
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+        if process.poll() is None:  # SIGTERM first, so the embedded nats-server is stopped too
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
 
 
 async def test_sigterm_drains_stops_the_embedded_nats_and_exits_zero(
@@ -322,7 +326,7 @@ async def test_nats_killed_and_restarted_the_service_reconnects_and_keeps_publis
                 await anyio.to_thread.run_sync(own_nats.stop)
                 _write(base / "clip.json", _catalog("clip", "c1", "c2", "c3"))  # committed while NATS is down
                 with anyio.fail_after(5):
-                    while service.revision("clip") < 2:  # noqa: ASYNC110 - state of another task
+                    while service.revision("clip") < 2:  # state of another task
                         await anyio.sleep(0.02)
                 assert service.status().nats_connected is False
                 await anyio.to_thread.run_sync(own_nats.start)
@@ -418,7 +422,7 @@ async def test_redis_stopped_and_restarted_gets_the_current_snapshot_again(
             assert service.status().redis_connected is False
             await anyio.to_thread.run_sync(control.start)  # empty: it kept nothing
             with anyio.fail_after(8):
-                while (stored := await _get_or_none(store, "clip")) is None or stored.revision != 2:  # noqa: ASYNC110
+                while (stored := await _get_or_none(store, "clip")) is None or stored.revision != 2:
                     await anyio.sleep(0.1)
             assert stored.data == (base / "clip.json").read_bytes()
             assert service.status().redis_connected is True
@@ -429,5 +433,5 @@ async def test_redis_stopped_and_restarted_gets_the_current_snapshot_again(
 async def _get_or_none(store: RedisSnapshotStore, category: str) -> Any:
     try:
         return await store.get(category)
-    except Exception:  # noqa: BLE001 - Redis is still starting
+    except Exception:  # Redis is still starting
         return None

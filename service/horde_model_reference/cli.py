@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `hmr`."""
     args = build_parser().parse_args(argv)
-    configure_logging(json=args.log_json, level=args.log_level)
+    quiet_by_default = args.command != "serve"
+    configure_logging(json=args.log_json, level=args.log_level or ("WARNING" if quiet_by_default else None))
     try:
         code: int = args.func(args)
     except ModelReferenceError as exc:

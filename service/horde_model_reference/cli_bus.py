@@ -11,7 +11,7 @@ import anyio
 import msgspec
 
 from horde_model_reference.bus.connection import NatsOptions, connect_nats
-from horde_model_reference.bus.events import CategoryChanged, Heartbeat, Subjects, decode_event
+from horde_model_reference.bus.events import CategoryChanged, HealthReply, Heartbeat, Subjects, decode_event
 from horde_model_reference.settings import load_settings
 
 __all__ = ["add_bus_parsers", "discover_nats_url"]
@@ -80,7 +80,24 @@ async def _watch(url: str, prefix: str, heartbeats: bool, count: int | None) -> 
     return 0
 
 
-async def _status(url: str, prefix: str, timeout: float) -> int:
+def _format_health(data: bytes) -> str:
+    health = msgspec.json.decode(data, type=HealthReply)
+    lines = [
+        f"service {health.service_id}  uptime {health.uptime:.0f}s  "
+        f"nats={'up' if health.nats_connected else 'down'}  "
+        f"redis={'n/a' if health.redis_connected is None else 'up' if health.redis_connected else 'down'}",
+        f"{'category':<22} {'rev':>5} {'models':>6} {'restarts':>8}  {'digest':<12}  {'last change':<19}  last error",
+    ]
+    for name, state in sorted(health.categories.items()):
+        changed = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.last_change)) if state.last_change else "-"
+        lines.append(
+            f"{name:<22} {state.revision:>5} {state.record_count:>6} {state.restarts:>8}  "
+            f"{(state.digest or '-')[:12]:<12}  {changed:<19}  {state.last_error or '-'}"
+        )
+    return "\n".join(lines)
+
+
+async def _status(url: str, prefix: str, timeout: float, as_json: bool) -> int:
     nc = await connect_nats(NatsOptions(url=url, name="hmr-status"))
     try:
         reply = await nc.request(Subjects(prefix).health, b"", timeout=timeout)
@@ -90,7 +107,10 @@ async def _status(url: str, prefix: str, timeout: float) -> int:
     finally:
         with anyio.move_on_after(2, shield=True):
             await nc.close()
-    sys.stdout.write(msgspec.json.format(reply.data, indent=2).decode() + "\n")
+    if as_json:
+        sys.stdout.write(msgspec.json.format(reply.data, indent=2).decode() + "\n")
+    else:
+        print(_format_health(reply.data))
     return 0
 
 
@@ -116,7 +136,7 @@ def _run_status(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    return anyio.run(_status, url, args.subject_prefix, args.timeout)
+    return anyio.run(_status, url, args.subject_prefix, args.timeout, args.json)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -137,4 +157,5 @@ def add_bus_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     status = subparsers.add_parser("status", help="ask the running service for its health")
     _common(status)
     status.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the answer")
+    status.add_argument("--json", action="store_true", help="print the raw health reply as JSON")
     status.set_defaults(func=_run_status)

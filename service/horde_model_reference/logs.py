@@ -46,4 +46,4 @@ def get_logger(name: str) -> Any:
     """
     if not structlog.is_configured():
         configure_logging()
-    return structlog.get_logger(name).bind(logger=name)
+    return structlog.get_logger(module=name)

@@ -17,9 +17,9 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -60,7 +60,7 @@ def _redact(url: str) -> str:
 class _PerLoop(Generic[_T]):
     """One resource per running event loop (clients must never cross loops)."""
 
-    def __init__(self, factory: Callable[[], _T], closer: Callable[[_T], Awaitable[None]]) -> None:
+    def __init__(self, factory: Callable[[], _T], closer: Callable[[_T], Coroutine[Any, Any, None]]) -> None:
         self._factory = factory
         self._closer = closer
         self._items: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _T] = weakref.WeakKeyDictionary()
@@ -91,7 +91,7 @@ class _PerLoop(Generic[_T]):
                     await asyncio.wait_for(asyncio.wrap_future(future), timeout)
                 else:
                     _log.debug("client_dropped_with_its_loop", resource=type(item).__name__)
-            except Exception as exc:  # noqa: BLE001 - closing is best effort, but never silent
+            except Exception as exc:  # closing is best effort, but never silent
                 _log.warning("client_close_failed", resource=type(item).__name__, error=repr(exc))
 
 
@@ -291,7 +291,7 @@ class _RemoteBackend:
         except CatalogDecodeError as exc:
             error = BackendError(self.name, category.value, f"rejected the download of {_redact(url)}: {exc.reason}")
             return await self._on_source_failure(category, held, error)
-        payload = CategoryPayload(category, data, catalog_digest(data), now, source=_redact(url))
+        payload = CategoryPayload.from_bytes(category, data, source=_redact(url))
         new_validator = _Validator(url, new_etag, body_digest, payload.digest)
         await anyio.to_thread.run_sync(self._save_local_copy, category, body, payload, new_validator)
         return self._install(category, payload, new_validator)
@@ -398,7 +398,8 @@ class _RemoteBackend:
         except CatalogDecodeError as exc:
             _log.error("local_copy_corrupt", backend=self.name, category=category.value, path=str(path), reason=exc.reason)
             return None
-        payload = CategoryPayload(category, data, catalog_digest(data), mtime, source=str(path))
+        payload = CategoryPayload.from_bytes(category, data, source=str(path))
+        payload = msgspec.structs.replace(payload, fetched_at=mtime)
         validator = self._read_validator(category)
         if validator is not None and (validator.digest != payload.digest or validator.url != url):
             validator = None

@@ -88,7 +88,7 @@ async def read_sources(
                 records = await canonical(category)
             else:
                 records = await _read_provider(category, source_id, registry, default_timeout, force_refresh)
-        except Exception as exc:  # noqa: BLE001 - isolation: any provider failure is that source's "error"
+        except Exception as exc:  # isolation: any failure of a source is that source's "error"
             reason = str(exc) if isinstance(exc, _BadOutput) else f"{type(exc).__name__}: {exc}"
             status[source_id] = "error"
             errors[source_id] = reason

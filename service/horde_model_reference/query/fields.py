@@ -19,8 +19,9 @@ from horde_model_reference.query._paths import path_getter
 __all__ = ["FieldRef", "OrderSpec", "Predicate", "compile_condition", "truthiness"]
 
 Test = Callable[[Any], bool]
-_COLLECTIONS = (list, tuple, set, frozenset)
 Select = Callable[[Iterable[Any]], list[Any]]
+
+_COLLECTIONS = (list, tuple, set, frozenset)
 
 _ORDERING: dict[str, Callable[[Any, Any], bool]] = {
     "lt": operator.lt,

@@ -11,6 +11,11 @@
 Source selectors: `"horde"` (the default: canonical only, fully synchronous, no loop, no
 thread), `"any"` (canonical, then every provider in registration order), one provider id, or a
 sequence of ids whose order is precedence. An id that is not registered raises `ValueError`.
+
+With providers selected, every source (canonical included) is read concurrently and isolated: a
+failure shows as `"error"` in `source_status()`. A canonical-only read raises the host's errors.
+Sync reads with providers run on the shared background loop (`_portal.run_sync`); async callers
+use `await query.fetch()` / `to_list_async()` or `_merged_records_async` on their own loop.
 """
 
 from __future__ import annotations

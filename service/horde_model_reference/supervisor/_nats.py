@@ -165,7 +165,7 @@ class NatsLink:
         _log.info("nats_reconnected", url=_redact(str(url)))
         try:
             self._on_reconnect()
-        except Exception:  # noqa: BLE001 - a hook failure must not break the client's reconnect task
+        except Exception:  # a hook failure must not break the client's reconnect task
             _log.exception("nats_reconnect_hook_failed", url=self.safe_url)
 
     async def _closed_cb(self) -> None:

@@ -12,7 +12,6 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -28,11 +27,9 @@ from horde_model_reference.bus.embedded import EmbeddedNatsServer
 from horde_model_reference.bus.events import (
     CategoryHealth,
     CategoryState,
-    ErrorReply,
     HealthReply,
     Heartbeat,
     Snapshot,
-    SnapshotRequest,
     Subjects,
     encode_event,
 )
@@ -44,10 +41,10 @@ from horde_model_reference.errors import (
     CatalogDecodeError,
     CategoryNotFoundError,
     ModelReferenceError,
-    UnknownCategoryError,
 )
 from horde_model_reference.logs import get_logger
 from horde_model_reference.supervisor._nats import NatsLink
+from horde_model_reference.supervisor._responders import serve_requests, snapshot_reply
 from horde_model_reference.supervisor.actor import ActorContext, CategoryActor, CategorySlot
 from horde_model_reference.supervisor.config import ServiceConfig, default_poll_interval
 from horde_model_reference.supervisor.state import PersistedCategory, StateFile
@@ -55,7 +52,6 @@ from horde_model_reference.supervisor.state import PersistedCategory, StateFile
 __all__ = ["Supervisor", "run_service", "sole_exception"]
 
 _log = get_logger(__name__)
-_SNAPSHOT_REQUEST = msgspec.json.Decoder(SnapshotRequest)
 
 
 class Supervisor:
@@ -184,8 +180,8 @@ class Supervisor:
             await self._restore_state()
             link = await self._connect_nats()
             async with anyio.create_task_group() as tg:
-                await tg.start(self._serve, self.subjects.snapshot_all, self._snapshot_reply)
-                await tg.start(self._serve, self.subjects.health, self._health_reply)
+                await tg.start(serve_requests, link, self.subjects.snapshot_all, self._snapshot_reply)
+                await tg.start(serve_requests, link, self.subjects.health, self._health_reply)
                 context = self._actor_context(link)
                 for slot in self._slots.values():
                     tg.start_soon(self._supervise, slot, context, name=f"actor:{slot.category.value}")
@@ -341,7 +337,7 @@ class Supervisor:
             delay = self.config.restart_backoff
             try:
                 await CategoryActor(slot, context).run()
-            except Exception as exc:  # noqa: BLE001 - any crash restarts the actor (logged below)
+            except Exception as exc:  # any crash restarts the actor (logged below)
                 slot.restarts += 1
                 slot.failures += 1
                 message = f"{type(exc).__name__}: {exc}"
@@ -388,58 +384,8 @@ class Supervisor:
     def _wake_heartbeat(self) -> None:
         self._heartbeat_wake.set()
 
-    async def _serve(
-        self,
-        subject: str,
-        answer: Callable[[Msg], bytes],
-        *,
-        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Answer requests on `subject` (our own task iterates the subscription)."""
-        assert self._link is not None
-        link = self._link
-        sub = await link.subscribe(subject)
-        task_status.started()
-        async for msg in sub.messages:
-            try:
-                payload = answer(msg)
-            except Exception:  # noqa: BLE001 - one bad request must not stop the responder
-                _log.exception("request_failed", subject=msg.subject)
-                payload = encode_event(ErrorReply(error="internal", message="the service failed to answer"))
-            if len(payload) > link.max_payload:
-                payload = encode_event(
-                    ErrorReply(
-                        error="too_large",
-                        message=f"reply of {len(payload)} bytes exceeds the server's max_payload {link.max_payload}",
-                    )
-                )
-            await link.respond(msg, payload)
-
     def _snapshot_reply(self, msg: Msg) -> bytes:
-        name = msg.subject.rsplit(".", 1)[-1]
-        try:
-            category = parse_category(name)
-        except UnknownCategoryError as exc:
-            return encode_event(ErrorReply(error="unknown_category", message=str(exc), category=name))
-        slot = self._slots.get(category)
-        if slot is None or not slot.loaded:
-            reason = "is not served here" if slot is None else "is not loaded yet"
-            message = f"category {category.value!r} {reason}"
-            return encode_event(ErrorReply(error="not_loaded", message=message, category=category.value))
-        min_revision = 0
-        if msg.data.strip():
-            try:
-                min_revision = _SNAPSHOT_REQUEST.decode(msg.data).min_revision
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                return encode_event(
-                    ErrorReply(error="bad_request", message=str(exc), category=category.value)
-                )
-        if min_revision > slot.revision:
-            message = f"revision {slot.revision} held, {min_revision} requested"
-            return encode_event(ErrorReply(error="behind", message=message, category=category.value))
-        snapshot = self.snapshot(category)
-        assert snapshot is not None
-        return encode_event(snapshot)
+        return snapshot_reply(msg, self._slots, self.service_id)
 
     def _health_reply(self, msg: Msg) -> bytes:
         return encode_event(self.status())
@@ -471,7 +417,7 @@ class Supervisor:
             return
         try:
             _run_sync_from_thread(slot.poke, token=self._token)
-        except Exception:  # noqa: BLE001 - the loop may be gone; the next poll picks the change up
+        except Exception:  # the loop may be gone; the next poll picks the change up
             _log.exception("invalidation_poke_failed", category=category.value)
 
 

@@ -6,7 +6,6 @@ async with running_service(config, backend) as supervisor:
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -16,7 +15,6 @@ import anyio
 import anyio.to_thread
 
 from horde_model_reference.backends.base import CategoryPayload, InvalidationCallback, ModelReferenceBackend
-from horde_model_reference.catalog import catalog_digest
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, get_category_descriptor
 from horde_model_reference.errors import BackendError
 from horde_model_reference.supervisor.config import ServiceConfig
@@ -71,9 +69,9 @@ class RawDirectoryBackend:
             return None
         except OSError as exc:
             raise BackendError(self.name, category.value, f"cannot read {path}: {exc}") from exc
-        now = time.time()
-        self._fetched[category] = now
-        return CategoryPayload(category, data, catalog_digest(data), now, source=str(path))
+        payload = CategoryPayload.from_bytes(category, data, source=str(path))
+        self._fetched[category] = payload.fetched_at
+        return payload
 
     async def fetch_all(
         self, *, force_refresh: bool = False

@@ -1,0 +1,223 @@
+"""The manager's engine: the snapshot cache, loading through the backend, revalidation, callbacks.
+
+Warm reads are one dict lookup on an immutable snapshot: no I/O, no stat, no lock. Cold reads
+load through the backend (sync callers via the package's background loop, async callers on their
+own loop). Data never expires into absence: revalidation happens in the background and replaces
+a snapshot only with a newer, decodable one. With the bus, `BusConsumer` installs snapshots and
+deltas instead and reads never touch the backend.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import anyio
+import anyio.to_thread
+
+from horde_model_reference._portal import get_portal, run_sync
+from horde_model_reference.backends.base import ModelReferenceBackend
+from horde_model_reference.bus.consumer import BusConsumer
+from horde_model_reference.cache import (
+    CategorySnapshot,
+    ChangeCallback,
+    ChangeNotice,
+    ReferenceCache,
+    log_callback_failure,
+)
+from horde_model_reference.catalog import decode_catalog
+from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, canonical_categories, parse_category
+from horde_model_reference.errors import BackendError, CatalogDecodeError
+from horde_model_reference.logs import get_logger
+from horde_model_reference.records import GenericModelRecord
+
+__all__ = ["ManagerCore"]
+
+_log = get_logger(__name__)
+
+
+class ManagerCore:
+    """Snapshot cache plus loading; the public read API is built on `_snapshot_sync/_async`."""
+
+    _cache: ReferenceCache
+    _backend: ModelReferenceBackend
+    _bus: BusConsumer | None
+    _revalidate_interval: float
+    _revalidating: set[str]
+
+    # ----------------------------------------------------------------- loading
+
+    def warm_cache(self, *, force_refresh: bool = False) -> None:
+        """Load and decode every canonical category now (blocking)."""
+        run_sync(self.warm_cache_async, force_refresh)
+
+    async def warm_cache_async(self, force_refresh: bool = False) -> None:
+        """Load and decode every canonical category concurrently."""
+        if self._bus is not None:
+            await anyio.to_thread.run_sync(self._bus.wait_ready, self._bus.options.ready_timeout)
+            return
+        async with anyio.create_task_group() as tg:
+            for category in canonical_categories():
+                tg.start_soon(self._load_quietly, category, force_refresh)
+
+    async def _load_quietly(self, category: MODEL_REFERENCE_CATEGORY, force: bool) -> None:
+        try:
+            await self._load_async(category, force)
+        except (BackendError, CatalogDecodeError) as exc:
+            _log.error("category_load_failed", category=category.value, error=str(exc))
+
+    async def _load_async(self, category: MODEL_REFERENCE_CATEGORY, force: bool) -> CategorySnapshot | None:
+        """Fetch, decode and install one category; keep the last good snapshot on any failure."""
+        key = category.value
+        generation = self._cache.next_generation()
+        current = self._cache.snapshots.get(key)
+        try:
+            payload = await self._backend.fetch_category(category, force_refresh=force)
+        except BackendError:
+            if current is not None:
+                _log.warning("category_refresh_failed_kept_last_good", category=key, exc_info=True)
+                return current
+            raise
+        if payload is None:
+            if current is None:
+                self._cache.mark_missing(key)
+            return current
+        if current is not None and current.digest == payload.digest:
+            self._cache.checked_at[key] = time.monotonic()
+            return current
+        if len(payload.data) > 65536:
+            decoded = await anyio.to_thread.run_sync(decode_catalog, category, payload.data)
+        else:
+            decoded = decode_catalog(category, payload.data)
+        notice = self._cache.install(
+            category,
+            decoded.records,
+            revision=payload.revision or 0,
+            digest=payload.digest,
+            raw=payload.data,
+            issues=decoded.issues,
+            generation=generation,
+        )
+        if notice is not None:
+            await self._dispatch_async(notice)
+        return self._cache.snapshots.get(key)
+
+    async def _dispatch_async(self, notice: ChangeNotice) -> None:
+        for callback in self._cache.callbacks:
+            try:
+                result = callback(notice)
+                if result is not None:
+                    await result
+            except Exception:
+                log_callback_failure(callback, notice)
+
+    def _on_backend_invalidation(self, category: MODEL_REFERENCE_CATEGORY) -> None:
+        self._cache.checked_at.pop(category.value, None)
+
+    def _maybe_revalidate(self, key: str) -> None:
+        if self._bus is not None:
+            return
+        checked = self._cache.checked_at.get(key, 0.0)
+        if time.monotonic() - checked < self._revalidate_interval or key in self._revalidating:
+            return
+        self._revalidating.add(key)
+        get_portal().start_task_soon(self._revalidate, MODEL_REFERENCE_CATEGORY(key))
+
+    async def _revalidate(self, category: MODEL_REFERENCE_CATEGORY) -> None:
+        try:
+            await self._load_async(category, False)
+        except Exception:
+            _log.exception("category_revalidation_failed", category=category.value)
+        finally:
+            self._revalidating.discard(category.value)
+
+    def _snapshot_sync(
+        self, category: str | MODEL_REFERENCE_CATEGORY, force: bool = False
+    ) -> CategorySnapshot | None:
+        snapshot = self._cache.snapshots.get(category)
+        if snapshot is not None and not force:
+            self._maybe_revalidate(snapshot.category.value)
+            return snapshot
+        cat = parse_category(category)
+        if self._bus is not None:
+            self._bus.wait_ready(self._bus.options.ready_timeout)
+            return self._cache.snapshots.get(cat.value)
+        if not force and self._cache.is_known_missing(cat.value):
+            return None
+        return run_sync(self._load_async, cat, force)
+
+    async def _snapshot_async(
+        self, category: str | MODEL_REFERENCE_CATEGORY, force: bool = False
+    ) -> CategorySnapshot | None:
+        snapshot = self._cache.snapshots.get(category)
+        if snapshot is not None and not force:
+            self._maybe_revalidate(snapshot.category.value)
+            return snapshot
+        cat = parse_category(category)
+        if self._bus is not None:
+            await anyio.to_thread.run_sync(self._bus.wait_ready, self._bus.options.ready_timeout)
+            return self._cache.snapshots.get(cat.value)
+        if not force and self._cache.is_known_missing(cat.value):
+            return None
+        return await self._load_async(cat, force)
+
+    # Hooks for the provider/query mixin.
+    def _canonical_records_sync(
+        self, category: MODEL_REFERENCE_CATEGORY
+    ) -> Mapping[str, GenericModelRecord] | None:
+        snapshot = self._snapshot_sync(category)
+        return snapshot.records if snapshot else None
+
+    async def _canonical_records_async(
+        self, category: MODEL_REFERENCE_CATEGORY
+    ) -> Mapping[str, GenericModelRecord] | None:
+        snapshot = await self._snapshot_async(category)
+        return snapshot.records if snapshot else None
+
+    # ----------------------------------------------------------------- state
+
+    def invalidate_category_cache(self, category: str | MODEL_REFERENCE_CATEGORY) -> None:
+        """Revalidate the category on next read (the data held stays readable until then)."""
+        self._cache.forget(parse_category(category).value)
+
+    def last_updated(self, category: str | MODEL_REFERENCE_CATEGORY) -> float | None:
+        """Unix time this manager last installed new data for the category, or None."""
+        snapshot = self._cache.snapshots.get(parse_category(category).value)
+        return snapshot.loaded_at if snapshot else None
+
+    def revision(self, category: str | MODEL_REFERENCE_CATEGORY) -> int | None:
+        """The service revision held for the category (0 without the bus), or None when not loaded."""
+        snapshot = self._cache.snapshots.get(parse_category(category).value)
+        return snapshot.revision if snapshot else None
+
+    def snapshot(self, category: str | MODEL_REFERENCE_CATEGORY) -> CategorySnapshot | None:
+        """The snapshot held for the category (records, revision, digest together), or None."""
+        return self._cache.snapshots.get(parse_category(category).value)
+
+    def on_change(self, callback: ChangeCallback) -> ChangeCallback:
+        """Call `callback(ChangeNotice)` (sync or async) whenever a category's data changes.
+
+        A failing callback is logged and the sync goes on. Usable as a decorator.
+        """
+        self._cache.add_callback(callback)
+        return callback
+
+    def wait_for_revision(
+        self, category: str | MODEL_REFERENCE_CATEGORY, revision: int, timeout: float = 5.0
+    ) -> bool:
+        """Block until the held revision of `category` is at least `revision` (or `timeout`)."""
+        key = parse_category(category).value
+
+        def reached() -> bool:
+            snapshot = self._cache.snapshots.get(key)
+            return snapshot is not None and snapshot.revision >= revision
+
+        return reached() or self._cache.wait_for(reached, timeout)
+
+    @property
+    def is_warm(self) -> bool:
+        """Whether every canonical category is loaded or known to be absent."""
+        return all(
+            category.value in self._cache.snapshots or self._cache.is_known_missing(category.value)
+            for category in canonical_categories()
+        )

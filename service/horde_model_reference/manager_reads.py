@@ -1,0 +1,323 @@
+"""The public read API of the manager: sync and async variants of every read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from horde_model_reference._portal import run_sync
+from horde_model_reference.backends.base import CategoryPayload
+from horde_model_reference.catalog import validate_catalog_bytes
+from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, parse_category
+from horde_model_reference.errors import (
+    BackendError,
+    CatalogDecodeError,
+    CategoryNotFoundError,
+    InvalidModelNameError,
+    ModelNotFoundError,
+)
+from horde_model_reference.logs import get_logger
+from horde_model_reference.manager_core import ManagerCore
+from horde_model_reference.query.manager_api import ProviderQueryMixin
+from horde_model_reference.records import GenericModelRecord
+from horde_model_reference.source_consts import HORDE_SOURCE_ID, SourceSelector
+
+__all__ = ["ReadApi", "validate_model_name"]
+
+_log = get_logger(__name__)
+_TEXT_BACKEND_PREFIXES = ("aphrodite/", "koboldcpp/")
+
+
+def validate_model_name(name: object) -> str:
+    """Reject names that could escape a directory: empty, NUL, backslash, absolute, or '..' parts.
+
+    A single '/' is allowed (text model ids are `org/model`).
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidModelNameError(name, "must be a non-empty string")
+    if len(name) > 256:
+        raise InvalidModelNameError(name, "longer than 256 characters")
+    if "\x00" in name or "\\" in name:
+        raise InvalidModelNameError(name, "contains a NUL or a backslash")
+    if name.startswith("/") or any(part == ".." for part in name.split("/")):
+        raise InvalidModelNameError(name, "is absolute or contains '..'")
+    return name
+
+
+def _name_candidates(category: str, name: str) -> tuple[str, ...]:
+    if category == MODEL_REFERENCE_CATEGORY.text_generation:
+        for prefix in _TEXT_BACKEND_PREFIXES:
+            if name.startswith(prefix):
+                return (name, name[len(prefix) :])
+    return (name,)
+
+
+class ReadApi(ProviderQueryMixin, ManagerCore):
+    """Reads by category and by model name; `source=` selects canonical data, providers, or both."""
+
+    # ----------------------------------------------------------------- reads
+
+    def get_all_model_references_or_none(
+        self, overwrite_existing: bool = False
+    ) -> dict[MODEL_REFERENCE_CATEGORY, dict[str, GenericModelRecord] | None]:
+        """Every category: its records, or None when it has no catalog."""
+        if overwrite_existing or not self.is_warm:
+            self.warm_cache(force_refresh=overwrite_existing)
+        return {category: self.get_model_reference_or_none(category) for category in MODEL_REFERENCE_CATEGORY}
+
+    def get_all_model_references(
+        self, overwrite_existing: bool = False
+    ) -> dict[MODEL_REFERENCE_CATEGORY, dict[str, GenericModelRecord]]:
+        """Every category that has a catalog, with its records."""
+        everything = self.get_all_model_references_or_none(overwrite_existing)
+        return {category: records for category, records in everything.items() if records is not None}
+
+    async def get_all_model_references_or_none_async(
+        self, overwrite_existing: bool = False
+    ) -> dict[MODEL_REFERENCE_CATEGORY, dict[str, GenericModelRecord] | None]:
+        """Async `get_all_model_references_or_none`."""
+        if overwrite_existing or not self.is_warm:
+            await self.warm_cache_async(overwrite_existing)
+        result: dict[MODEL_REFERENCE_CATEGORY, dict[str, GenericModelRecord] | None] = {}
+        for category in MODEL_REFERENCE_CATEGORY:
+            result[category] = await self.get_model_reference_or_none_async(category)
+        return result
+
+    async def get_all_model_references_async(
+        self, overwrite_existing: bool = False
+    ) -> dict[MODEL_REFERENCE_CATEGORY, dict[str, GenericModelRecord]]:
+        """Async `get_all_model_references`."""
+        everything = await self.get_all_model_references_or_none_async(overwrite_existing)
+        return {category: records for category, records in everything.items() if records is not None}
+
+    def get_model_reference_or_none(
+        self,
+        category: str | MODEL_REFERENCE_CATEGORY,
+        overwrite_existing: bool = False,
+        *,
+        source: SourceSelector = HORDE_SOURCE_ID,
+    ) -> dict[str, GenericModelRecord] | None:
+        """The category's records by name, or None when it has no catalog."""
+        if source != HORDE_SOURCE_ID:
+            merged = self._merged_records_sync(parse_category(category), source)
+            return dict(merged) if merged is not None else None
+        snapshot = self._snapshot_sync(category, overwrite_existing)
+        return dict(snapshot.records) if snapshot is not None else None
+
+    async def get_model_reference_or_none_async(
+        self,
+        category: str | MODEL_REFERENCE_CATEGORY,
+        overwrite_existing: bool = False,
+        *,
+        source: SourceSelector = HORDE_SOURCE_ID,
+    ) -> dict[str, GenericModelRecord] | None:
+        """Async `get_model_reference_or_none`."""
+        if source != HORDE_SOURCE_ID:
+            merged = await self._merged_records_async(parse_category(category), source)
+            return dict(merged) if merged is not None else None
+        snapshot = await self._snapshot_async(category, overwrite_existing)
+        return dict(snapshot.records) if snapshot is not None else None
+
+    def get_model_reference(
+        self,
+        category: str | MODEL_REFERENCE_CATEGORY,
+        overwrite_existing: bool = False,
+        *,
+        source: SourceSelector = HORDE_SOURCE_ID,
+    ) -> dict[str, GenericModelRecord]:
+        """The category's records by name; `CategoryNotFoundError` when it has no catalog."""
+        records = self.get_model_reference_or_none(category, overwrite_existing, source=source)
+        if records is None:
+            raise CategoryNotFoundError(parse_category(category).value)
+        return records
+
+    async def get_model_reference_async(
+        self,
+        category: str | MODEL_REFERENCE_CATEGORY,
+        overwrite_existing: bool = False,
+        *,
+        source: SourceSelector = HORDE_SOURCE_ID,
+    ) -> dict[str, GenericModelRecord]:
+        """Async `get_model_reference`."""
+        records = await self.get_model_reference_or_none_async(category, overwrite_existing, source=source)
+        if records is None:
+            raise CategoryNotFoundError(parse_category(category).value)
+        return records
+
+    def get_model_or_none(
+        self,
+        category: str | MODEL_REFERENCE_CATEGORY,
+        model_name: str,
+        overwrite_existing: bool = False,
+        *,
+        source: SourceSelector = HORDE_SOURCE_ID,
+    ) -> GenericModelRecord | None:
+        """One model, or None when the model or its category is absent. The hot path."""
+        if source == HORDE_SOURCE_ID:
+            snapshot = self._cache.snapshots.get(category)
+            if snapshot is None or overwrite_existing:
+                snapshot = self._snapshot_sync(category, overwrite_existing)
+                if snapshot is None:
+                    return None
+            elif self._bus is None:
+                self._maybe_revalidate(snapshot.category.value)
+            records: Mapping[str, GenericModelRecord] | None = snapshot.records
+        else:
+            records = self._merged_records_sync(parse_category(category), source)
+        return self._find(records, category, model_name)
+
+    async def get_model_or_none_async(
+        self,
+        category: str | MODEL_REFERENCE_CATEGORY,
+        model_name: str,
+        overwrite_existing: bool = False,
+        *,
+        source: SourceSelector = HORDE_SOURCE_ID,
+    ) -> GenericModelRecord | None:
+        """Async `get_model_or_none`."""
+        if source == HORDE_SOURCE_ID:
+            snapshot = await self._snapshot_async(category, overwrite_existing)
+            records = snapshot.records if snapshot is not None else None
+        else:
+            records = await self._merged_records_async(parse_category(category), source)
+        return self._find(records, category, model_name)
+
+    @staticmethod
+    def _find(
+        records: Mapping[str, GenericModelRecord] | None, category: str, model_name: str
+    ) -> GenericModelRecord | None:
+        if records is None:
+            return None
+        record = records.get(model_name)
+        if record is not None:
+            return record
+        validate_model_name(model_name)
+        for candidate in _name_candidates(str(category), model_name)[1:]:
+            record = records.get(candidate)
+            if record is not None:
+                return record
+        return None
+
+    def get_model(
+        self,
+        category: str | MODEL_REFERENCE_CATEGORY,
+        model_name: str,
+        overwrite_existing: bool = False,
+        *,
+        source: SourceSelector = HORDE_SOURCE_ID,
+    ) -> GenericModelRecord:
+        """One model; `ModelNotFoundError` (a KeyError and RuntimeError) when absent."""
+        record = self.get_model_or_none(category, model_name, overwrite_existing, source=source)
+        if record is None:
+            raise ModelNotFoundError(parse_category(category).value, model_name)
+        return record
+
+    async def get_model_async(
+        self,
+        category: str | MODEL_REFERENCE_CATEGORY,
+        model_name: str,
+        overwrite_existing: bool = False,
+        *,
+        source: SourceSelector = HORDE_SOURCE_ID,
+    ) -> GenericModelRecord:
+        """Async `get_model`."""
+        record = await self.get_model_or_none_async(category, model_name, overwrite_existing, source=source)
+        if record is None:
+            raise ModelNotFoundError(parse_category(category).value, model_name)
+        return record
+
+    def get_model_names_or_none(
+        self, category: str | MODEL_REFERENCE_CATEGORY, overwrite_existing: bool = False
+    ) -> list[str] | None:
+        """The model names of a category, or None when it has no catalog."""
+        snapshot = self._snapshot_sync(category, overwrite_existing)
+        return list(snapshot.records) if snapshot is not None else None
+
+    def get_model_names(
+        self, category: str | MODEL_REFERENCE_CATEGORY, overwrite_existing: bool = False
+    ) -> list[str]:
+        """The model names of a category; `CategoryNotFoundError` when it has no catalog."""
+        names = self.get_model_names_or_none(category, overwrite_existing)
+        if names is None:
+            raise CategoryNotFoundError(parse_category(category).value)
+        return names
+
+    async def get_model_names_or_none_async(
+        self, category: str | MODEL_REFERENCE_CATEGORY, overwrite_existing: bool = False
+    ) -> list[str] | None:
+        """Async `get_model_names_or_none`."""
+        snapshot = await self._snapshot_async(category, overwrite_existing)
+        return list(snapshot.records) if snapshot is not None else None
+
+    async def get_model_names_async(
+        self, category: str | MODEL_REFERENCE_CATEGORY, overwrite_existing: bool = False
+    ) -> list[str]:
+        """Async `get_model_names`."""
+        names = await self.get_model_names_or_none_async(category, overwrite_existing)
+        if names is None:
+            raise CategoryNotFoundError(parse_category(category).value)
+        return names
+
+    # ----------------------------------------------------------------- raw JSON
+
+    def get_raw_model_reference_bytes(
+        self, category: str | MODEL_REFERENCE_CATEGORY, overwrite_existing: bool = False
+    ) -> bytes | None:
+        """The category's canonical v2 JSON bytes, undecoded, or None."""
+        cat = parse_category(category)
+        if self._bus is None:
+            payload = run_sync(self._fetch_payload, cat, overwrite_existing)
+            return payload.data if payload is not None else None
+        snapshot = self._snapshot_sync(cat)
+        if snapshot is None:
+            return None
+        return snapshot.raw if snapshot.raw is not None else msgspec.json.encode(dict(snapshot.records))
+
+    async def _fetch_payload(self, category: MODEL_REFERENCE_CATEGORY, force: bool) -> CategoryPayload | None:
+        return await self._backend.fetch_category(category, force_refresh=force)
+
+    def get_raw_model_reference_json(
+        self, category: str | MODEL_REFERENCE_CATEGORY, overwrite_existing: bool = False
+    ) -> dict[str, Any] | None:
+        """The category's v2 JSON as plain builtins (no record decoding), or None."""
+        data = self.get_raw_model_reference_bytes(category, overwrite_existing)
+        if data is None:
+            return None
+        result: dict[str, Any] = msgspec.json.decode(data)
+        return result
+
+    def get_raw_model_json(
+        self, category: str | MODEL_REFERENCE_CATEGORY, model_name: str, overwrite_existing: bool = False
+    ) -> dict[str, Any] | None:
+        """One model's v2 JSON as plain builtins (only that record is decoded), or None."""
+        validate_model_name(model_name)
+        cat = parse_category(category)
+        data = self.get_raw_model_reference_bytes(cat, overwrite_existing)
+        if data is None:
+            return None
+        raw = validate_catalog_bytes(cat, data)
+        for candidate in _name_candidates(cat.value, model_name):
+            if candidate in raw:
+                result: dict[str, Any] = msgspec.json.decode(raw[candidate])
+                return result
+        return None
+
+    def model_reference_to_json_dict(
+        self, category: str | MODEL_REFERENCE_CATEGORY, overwrite_existing: bool = False
+    ) -> dict[str, Any]:
+        """The category's records as JSON-ready builtins; `CategoryNotFoundError` when absent."""
+        records = self.get_model_reference(category, overwrite_existing)
+        result: dict[str, Any] = msgspec.to_builtins(records)
+        return result
+
+    def model_reference_to_json_dict_safe(
+        self, category: str | MODEL_REFERENCE_CATEGORY, overwrite_existing: bool = False
+    ) -> dict[str, Any] | None:
+        """As `model_reference_to_json_dict`, but None (logged) instead of raising."""
+        try:
+            return self.model_reference_to_json_dict(category, overwrite_existing)
+        except (CategoryNotFoundError, BackendError, CatalogDecodeError) as exc:
+            _log.warning("model_reference_unavailable", category=str(category), error=str(exc))
+            return None
