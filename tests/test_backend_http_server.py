@@ -128,8 +128,8 @@ class Upstream:
         if_none_match = handler.headers.get("If-None-Match")
         status, body, headers = 200, b"", {}
         if action == "hang":
-            self.release.wait(30)
             self._record(path, 0, 0, if_none_match, proxied)
+            self.release.wait(30)
             return
         if action == "drop":
             self._record(path, 0, 0, if_none_match, proxied)
@@ -150,13 +150,14 @@ class Upstream:
         else:
             body = data
             headers["ETag"] = etag_of(data)
+        # Recorded before answering, so a client that has its answer always finds the hit.
+        self._record(path, status, len(body) if status == 200 else 0, if_none_match, proxied)
         handler.send_response(status)
         for name, value in headers.items():
             handler.send_header(name, value)
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)
-        self._record(path, status, len(body) if status == 200 else 0, if_none_match, proxied)
 
     def _record(self, path: str, status: int, size: int, if_none_match: str | None, proxied: bool) -> None:
         with self._lock:

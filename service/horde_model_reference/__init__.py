@@ -1,5 +1,8 @@
 """horde_model_reference: the AI-Horde model reference, kept in sync over an event bus."""
 
+from horde_model_reference.backends.base import CategoryPayload, ModelReferenceBackend
+from horde_model_reference.backends.filesystem import FileSystemBackend, LocalReadOnlyBackend
+from horde_model_reference.cache import CategorySnapshot, ChangeNotice
 from horde_model_reference.catalog import (
     DecodedCatalog,
     RecordIssue,
@@ -29,10 +32,17 @@ from horde_model_reference.errors import (
     SettingsError,
     UnknownCategoryError,
 )
+from horde_model_reference.manager import ModelReferenceManager
+from horde_model_reference.prefetch import DeferredPrefetchHandle, PrefetchStrategy
+from horde_model_reference.providers import *  # noqa: F403
+from horde_model_reference.providers import __all__ as _providers_all
+from horde_model_reference.query import *  # noqa: F403
+from horde_model_reference.query import __all__ as _query_all
 from horde_model_reference.records import *  # noqa: F403
 from horde_model_reference.records import __all__ as _records_all
 from horde_model_reference.registries import *  # noqa: F403
 from horde_model_reference.registries import __all__ as _registries_all
+from horde_model_reference.settings import HordeModelReferenceSettings, ReplicateMode, load_settings
 
 __all__ = [
     "MODEL_DOMAIN",
@@ -41,6 +51,18 @@ __all__ = [
     "BackendError",
     "CatalogDecodeError",
     "CategoryDescriptor",
+    "CategoryPayload",
+    "CategorySnapshot",
+    "ChangeNotice",
+    "DeferredPrefetchHandle",
+    "FileSystemBackend",
+    "HordeModelReferenceSettings",
+    "LocalReadOnlyBackend",
+    "ModelReferenceBackend",
+    "ModelReferenceManager",
+    "PrefetchStrategy",
+    "ReplicateMode",
+    "load_settings",
     "CategoryNotFoundError",
     "ConflictError",
     "DecodedCatalog",
@@ -58,6 +80,8 @@ __all__ = [
     "encode_catalog",
     "get_category_descriptor",
     "parse_category",
+    *_providers_all,
+    *_query_all,
     *_records_all,
     *_registries_all,
 ]

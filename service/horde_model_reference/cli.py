@@ -18,7 +18,7 @@ from horde_model_reference.cli_show import add_show_parser, load_directory
 from horde_model_reference.errors import ModelReferenceError
 from horde_model_reference.logs import configure_logging, get_logger
 from horde_model_reference.settings import ReplicateMode, load_settings
-from horde_model_reference.supervisor import ServiceConfig, Supervisor, run_service
+from horde_model_reference.supervisor import ServiceConfig, Supervisor, run_service, sole_exception
 
 __all__ = ["main"]
 
@@ -55,14 +55,17 @@ async def _serve(config: ServiceConfig, backend: ModelReferenceBackend, url_file
     async def announce(supervisor: Supervisor) -> None:
         if supervisor.nats_url:
             atomic_write_bytes(url_file, supervisor.nats_url.encode())
-            _log.info("service_ready", nats_url=supervisor.nats_url, url_file=str(url_file))
+            _log.info("nats_url_written", nats_url=supervisor.nats_url, url_file=str(url_file))
 
     async def run(*, task_status: TaskStatus[Supervisor] = anyio.TASK_STATUS_IGNORED) -> None:
         await run_service(config, backend, task_status=task_status)
 
-    async with anyio.create_task_group() as tg:
-        supervisor = await tg.start(run)
-        await announce(supervisor)
+    try:
+        async with anyio.create_task_group() as tg:
+            supervisor = await tg.start(run)
+            await announce(supervisor)
+    except BaseExceptionGroup as group:
+        raise sole_exception(group) from None
 
 
 def _run_serve(args: argparse.Namespace) -> int:
