@@ -12,6 +12,7 @@ import msgspec
 import pytest
 from structlog.testing import capture_logs
 from test_backend_http_server import (
+    LoopThread,
     GARBAGE,
     GITHUB_BASE,
     Upstream,
@@ -339,32 +340,27 @@ async def test_proxy_prefix_gets_the_full_url(upstream: Upstream, tmp_path: Path
 
 async def test_usable_from_several_event_loops(upstream: Upstream, tmp_path: Path) -> None:
     backend = make(upstream, tmp_path)
-    results: list[bytes] = []
-    errors: list[BaseException] = []
+    loops = [LoopThread(), LoopThread()]
 
-    def in_own_loop() -> None:
-        async def go() -> None:
-            for category in (C.controlnet, C.esrgan, C.controlnet):
-                payload = await backend.fetch_category(category)
-                assert payload is not None
-                results.append(payload.data)
+    async def several() -> list[bytes]:
+        found = []
+        for category in (C.controlnet, C.esrgan, C.controlnet):
+            payload = await backend.fetch_category(category)
+            assert payload is not None
+            found.append(payload.data)
+        return found
 
-        try:
-            asyncio.run(go())
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=in_own_loop) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
     try:
-        mine = await backend.fetch_category(C.controlnet)
-    finally:
+        futures = [loop.submit(several()) for loop in loops]
+        mine = await several()
+        theirs = [await asyncio.wrap_future(future) for future in futures]
+        # Closing from this loop also closes the clients of the other (still running) loops.
         await backend.aclose()
-    assert errors == []
-    assert len(results) == 9 and mine is not None
+    finally:
+        for loop in loops:
+            loop.close()
+    assert theirs == [mine, mine]
+    assert not backend._clients._items
 
 
 async def test_write_is_refused(upstream: Upstream, tmp_path: Path) -> None:

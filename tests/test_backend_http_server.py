@@ -7,13 +7,16 @@ connection. Paths under `/proxy/` carry a full URL, as a GitHub proxy receives t
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import hashlib
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -25,6 +28,7 @@ IMAGE_REPO = "/Haidra-Org/AI-Horde-image-model-reference/main"
 TEXT_REPO = "/Haidra-Org/AI-Horde-text-model-reference/main"
 PRIMARY_PREFIX = "/api/model_references/v2"
 GARBAGE = b"\x00\xffnot a catalog<html>"
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,23 @@ class Upstream:
     def _record(self, path: str, status: int, size: int, if_none_match: str | None, proxied: bool) -> None:
         with self._lock:
             self.hits.append(Hit(path, status, size, if_none_match, proxied))
+
+
+class LoopThread:
+    """An event loop running forever in its own thread, like the manager's background loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="loop-thread", daemon=True)
+        self._thread.start()
+
+    def submit(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
 
 
 # ---------------------------------------------------------------------- layouts of the real data

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
-from test_backend_http_server import golden, golden_categories
+from test_backend_http_server import LoopThread, golden, golden_categories
 
 from horde_model_reference.backends import FileSystemBackend, HTTPBackend, RedisBackend
 from horde_model_reference.backends.base import CategoryPayload
@@ -255,28 +255,24 @@ async def test_redis_coming_back_is_used_again(catalogs: Path, own_redis: OwnRed
 
 async def test_usable_from_several_event_loops(catalogs: Path, redis_url: str, redis_prefix: str) -> None:
     backend = make(FileSystemBackend(catalogs), redis_url, redis_prefix)
-    errors: list[BaseException] = []
-    sizes: list[int] = []
+    loops = [LoopThread(), LoopThread()]
 
-    def in_own_loop() -> None:
-        async def go() -> None:
-            for category in (C.blip, C.clip, C.blip):
-                payload = await backend.fetch_category(category)
-                assert payload is not None
-                sizes.append(len(payload.data))
+    async def several() -> list[bytes]:
+        found = []
+        for category in (C.blip, C.clip, C.blip):
+            payload = await backend.fetch_category(category)
+            assert payload is not None
+            found.append(payload.data)
+        return found
 
-        try:
-            asyncio.run(go())
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=in_own_loop) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
     try:
-        mine = await backend.fetch_category(C.blip)
-    finally:
+        futures = [loop.submit(several()) for loop in loops]
+        mine = await several()
+        theirs = [await asyncio.wrap_future(future) for future in futures]
+        # Closing from this loop also closes the clients of the other (still running) loops.
         await backend.aclose()
-    assert errors == [] and len(sizes) == 9 and mine is not None
+    finally:
+        for loop in loops:
+            loop.close()
+    assert theirs == [mine, mine]
+    assert not backend._clients._items

@@ -11,11 +11,13 @@ import anyio
 from anyio.abc import TaskStatus
 
 from horde_model_reference.backends.base import ModelReferenceBackend
-from horde_model_reference.backends.filesystem import FileSystemBackend, atomic_write_bytes
+from horde_model_reference.backends.filesystem import FileSystemBackend
+from horde_model_reference.bus.connection import nats_auth_from_settings
 from horde_model_reference.categories import get_category_descriptor
 from horde_model_reference.cli_bus import SERVICE_URL_FILE, add_bus_parsers
 from horde_model_reference.cli_show import add_show_parser, load_directory
 from horde_model_reference.errors import ModelReferenceError
+from horde_model_reference.fileio import atomic_write_bytes
 from horde_model_reference.logs import configure_logging, get_logger
 from horde_model_reference.settings import ReplicateMode, load_settings
 from horde_model_reference.supervisor import ServiceConfig, Supervisor, run_service, sole_exception
@@ -78,6 +80,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     config = ServiceConfig(
         data_dir=str(base_path / ".hmr"),
         nats_url=args.nats_url or settings.nats.url,
+        nats_auth=nats_auth_from_settings(settings.nats),
         redis_url=args.redis_url or settings.redis.url,
         subject_prefix=args.subject_prefix or settings.nats.subject_prefix,
         redis_key_prefix=settings.redis.key_prefix,

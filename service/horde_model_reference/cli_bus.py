@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import msgspec
 
-from horde_model_reference.bus.connection import NatsOptions, connect_nats
+from horde_model_reference.bus.connection import NatsOptions, connect_nats, nats_auth_from_settings
 from horde_model_reference.bus.events import CategoryChanged, HealthReply, Heartbeat, Subjects, decode_event
 from horde_model_reference.settings import load_settings
 
@@ -50,7 +50,9 @@ def _format(event: object) -> str:
 
 async def _watch(url: str, prefix: str, heartbeats: bool, count: int | None) -> int:
     subjects = Subjects(prefix)
-    nc = await connect_nats(NatsOptions(url=url, name="hmr-watch"))
+    nc = await connect_nats(
+        NatsOptions(url=url, name="hmr-watch", auth=nats_auth_from_settings(load_settings().nats))
+    )
     seen = 0
     done = anyio.Event()
 
@@ -89,7 +91,11 @@ def _format_health(data: bytes) -> str:
         f"{'category':<22} {'rev':>5} {'models':>6} {'restarts':>8}  {'digest':<12}  {'last change':<19}  last error",
     ]
     for name, state in sorted(health.categories.items()):
-        changed = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.last_change)) if state.last_change else "-"
+        changed = (
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.last_change))
+            if state.last_change
+            else "-"
+        )
         lines.append(
             f"{name:<22} {state.revision:>5} {state.record_count:>6} {state.restarts:>8}  "
             f"{(state.digest or '-')[:12]:<12}  {changed:<19}  {state.last_error or '-'}"
@@ -98,7 +104,9 @@ def _format_health(data: bytes) -> str:
 
 
 async def _status(url: str, prefix: str, timeout: float, as_json: bool) -> int:
-    nc = await connect_nats(NatsOptions(url=url, name="hmr-status"))
+    nc = await connect_nats(
+        NatsOptions(url=url, name="hmr-status", auth=nats_auth_from_settings(load_settings().nats))
+    )
     try:
         reply = await nc.request(Subjects(prefix).health, b"", timeout=timeout)
     except Exception as exc:

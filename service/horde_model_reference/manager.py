@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from horde_model_reference._portal import get_portal, run_sync
 from horde_model_reference.backends.base import ModelReferenceBackend
 from horde_model_reference.backends.filesystem import LocalReadOnlyBackend
+from horde_model_reference.bus.connection import nats_auth_from_settings
 from horde_model_reference.bus.consumer import BusConsumer, BusOptions
 from horde_model_reference.cache import (
     ReferenceCache,
@@ -135,10 +136,7 @@ class ModelReferenceManager(TypedAccessMixin, ReadApi):
             request_timeout=nats.request_timeout,
             redis_url=self._settings.redis.url,
             redis_key_prefix=self._settings.redis.key_prefix,
-            user=nats.user,
-            password=nats.password,
-            token=nats.token,
-            creds_file=nats.creds_file,
+            auth=nats_auth_from_settings(nats),
         )
 
     def _check_same_settings(self, requested: dict[str, Any]) -> None:

@@ -8,8 +8,6 @@ file in the same directory, fsync, rename, fsync of the directory.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from horde_model_reference.backends.base import CategoryPayload, InvalidationCal
 from horde_model_reference.catalog import validate_catalog_bytes
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, get_category_descriptor
 from horde_model_reference.errors import BackendError, CatalogDecodeError
+from horde_model_reference.fileio import atomic_write_bytes
 from horde_model_reference.logs import get_logger
 
 __all__ = ["FileSystemBackend", "LocalReadOnlyBackend", "atomic_write_bytes"]
@@ -27,29 +26,6 @@ __all__ = ["FileSystemBackend", "LocalReadOnlyBackend", "atomic_write_bytes"]
 _log = get_logger(__name__)
 
 _Signature = tuple[int, int, int]
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old or the new content, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class FileSystemBackend:

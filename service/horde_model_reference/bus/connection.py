@@ -10,6 +10,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 import nats
@@ -17,8 +18,9 @@ from nats.aio.client import Client as NatsClient
 from nats.errors import SlowConsumerError
 
 from horde_model_reference.logs import get_logger
+from horde_model_reference.settings import NatsSettings
 
-__all__ = ["NatsClient", "NatsOptions", "connect_nats"]
+__all__ = ["NatsAuth", "NatsClient", "NatsOptions", "connect_nats", "nats_auth_from_settings", "redact_url"]
 
 _log = get_logger(__name__)
 
@@ -26,11 +28,9 @@ GapCallback = Callable[[str], Awaitable[None] | None]
 """Called with a reason ("reconnected", "slow_consumer") when events may have been lost."""
 
 
-class NatsOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """How to reach NATS (credentials and TLS are optional)."""
+class NatsAuth(msgspec.Struct, frozen=True, kw_only=True):
+    """Credentials and TLS for NATS (all optional): user/password, token, creds file, nkey seed, TLS files."""
 
-    url: str
-    name: str = "horde-model-reference"
     user: str | None = None
     password: str | None = None
     token: str | None = None
@@ -39,44 +39,107 @@ class NatsOptions(msgspec.Struct, frozen=True, kw_only=True):
     tls_ca_file: str | None = None
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+
+
+class NatsOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """How to reach NATS."""
+
+    url: str
+    name: str = "horde-model-reference"
+    auth: NatsAuth = NatsAuth()
     connect_timeout: float = 2.0
     ping_interval: float = 15.0
     reconnect_time_wait: float = 0.5
 
 
-def _tls_context(options: NatsOptions) -> ssl.SSLContext | None:
-    if not (options.tls_ca_file or options.tls_cert_file):
+def nats_auth_from_settings(settings: NatsSettings) -> NatsAuth:
+    """The credentials and TLS files named by the `HORDE_MODEL_REFERENCE_NATS__*` settings."""
+    return NatsAuth(
+        user=settings.user,
+        password=settings.password,
+        token=settings.token,
+        creds_file=settings.creds_file,
+        nkey_seed_file=settings.nkey_seed_file,
+        tls_ca_file=settings.tls_ca_file,
+        tls_cert_file=settings.tls_cert_file,
+        tls_key_file=settings.tls_key_file,
+    )
+
+
+def redact_url(url: str) -> str:
+    """`url` with any user and password replaced by `***`, for logs."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return parts._replace(netloc=f"***@{netloc}").geturl()
+
+
+def _tls_context(auth: NatsAuth) -> ssl.SSLContext | None:
+    if not (auth.tls_ca_file or auth.tls_cert_file):
         return None
-    context = ssl.create_default_context(cafile=options.tls_ca_file)
-    if options.tls_cert_file:
-        context.load_cert_chain(options.tls_cert_file, options.tls_key_file)
+    context = ssl.create_default_context(cafile=auth.tls_ca_file)
+    if auth.tls_cert_file:
+        context.load_cert_chain(auth.tls_cert_file, auth.tls_key_file)
     return context
 
 
-async def connect_nats(options: NatsOptions, *, on_gap: GapCallback | None = None) -> NatsClient:
-    """Connect (retrying forever until cancelled) and return the client.
+def _auth_kwargs(auth: NatsAuth) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    if auth.user:
+        kwargs["user"] = auth.user
+        kwargs["password"] = auth.password
+    if auth.token:
+        kwargs["token"] = auth.token
+    if auth.creds_file:
+        kwargs["user_credentials"] = auth.creds_file
+    if auth.nkey_seed_file:
+        kwargs["nkeys_seed"] = auth.nkey_seed_file
+    tls = _tls_context(auth)
+    if tls is not None:
+        kwargs["tls"] = tls
+    return kwargs
 
-    `on_gap(reason)` runs after a reconnect and after a slow-consumer drop.
+
+async def connect_nats(
+    options: NatsOptions,
+    *,
+    on_gap: GapCallback | None = None,
+    is_closing: Callable[[], bool] = lambda: False,
+) -> NatsClient:
+    """Connect (retrying forever until cancelled: bound it with a cancel scope) and return the client.
+
+    `on_gap(reason)` runs after a reconnect and after a slow-consumer drop; `is_closing()` tells
+    the disconnect log that a disconnect is expected.
     """
+    safe_url = redact_url(options.url)
 
     async def _gap(reason: str) -> None:
-        if on_gap is not None:
+        if on_gap is None:
+            return
+        try:
             result = on_gap(reason)
             if result is not None:
                 await result
+        except Exception:
+            _log.exception("nats_gap_hook_failed", connection=options.name, reason=reason)
 
     async def error_cb(exc: Exception) -> None:
         if isinstance(exc, SlowConsumerError):
             _log.warning("nats_slow_consumer", subject=getattr(exc, "subject", None), connection=options.name)
             await _gap("slow_consumer")
             return
-        _log.warning("nats_error", error=repr(exc), connection=options.name)
+        _log.warning("nats_error", error=repr(exc), connection=options.name, url=safe_url)
 
     async def disconnected_cb() -> None:
-        _log.warning("nats_disconnected", connection=options.name)
+        if is_closing():
+            _log.info("nats_disconnected", connection=options.name, reason="closing")
+        else:
+            _log.warning("nats_disconnected", connection=options.name, url=safe_url)
 
     async def reconnected_cb() -> None:
-        _log.info("nats_reconnected", connection=options.name, url=options.url)
+        _log.info("nats_reconnected", connection=options.name, url=safe_url)
         await _gap("reconnected")
 
     async def closed_cb() -> None:
@@ -95,23 +158,8 @@ async def connect_nats(options: NatsOptions, *, on_gap: GapCallback | None = Non
         "reconnect_time_wait": options.reconnect_time_wait,
         "ping_interval": options.ping_interval,
         "max_outstanding_pings": 2,
+        **_auth_kwargs(options.auth),
     }
-    if options.user:
-        kwargs["user"] = options.user
-        kwargs["password"] = options.password
-    if options.token:
-        kwargs["token"] = options.token
-    if options.creds_file:
-        kwargs["user_credentials"] = options.creds_file
-    if options.nkey_seed_file:
-        kwargs["nkeys_seed"] = options.nkey_seed_file
-    tls = _tls_context(options)
-    if tls is not None:
-        kwargs["tls"] = tls
     client = await nats.connect(**kwargs)
-    _log.info(
-        "nats_connected",
-        connection=options.name,
-        url=client.connected_url.netloc if client.connected_url else None,
-    )
+    _log.info("nats_connected", connection=options.name, url=safe_url)
     return client

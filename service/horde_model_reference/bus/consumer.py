@@ -28,7 +28,7 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from horde_model_reference._portal import get_portal
-from horde_model_reference.bus.connection import NatsClient, NatsOptions, connect_nats
+from horde_model_reference.bus.connection import NatsAuth, NatsClient, NatsOptions, connect_nats
 from horde_model_reference.bus.events import (
     CategoryChanged,
     ErrorReply,
@@ -65,10 +65,7 @@ class BusOptions(msgspec.Struct, frozen=True, kw_only=True):
     """How long a first read waits for the initial sync before answering with what it has."""
     retry_interval: float = 1.0
     """How soon a failed resync is retried."""
-    user: str | None = None
-    password: str | None = None
-    token: str | None = None
-    creds_file: str | None = None
+    auth: NatsAuth = NatsAuth()
 
 
 class BusConsumer:
@@ -159,14 +156,7 @@ class BusConsumer:
             self._enqueue(("ready", None))
 
     async def _connect_and_subscribe(self) -> None:
-        options = NatsOptions(
-            url=self.options.nats_url,
-            name="hmr-consumer",
-            user=self.options.user,
-            password=self.options.password,
-            token=self.options.token,
-            creds_file=self.options.creds_file,
-        )
+        options = NatsOptions(url=self.options.nats_url, name="hmr-consumer", auth=self.options.auth)
         nc = await connect_nats(options, on_gap=self._on_gap)
         self._nc = nc
         await nc.subscribe(self._subjects.changed_all, cb=self._on_message)

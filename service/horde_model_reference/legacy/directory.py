@@ -13,7 +13,7 @@ from horde_model_reference.categories import (
     parse_category,
 )
 from horde_model_reference.errors import CatalogDecodeError, NoLegacyFormatError
-from horde_model_reference.legacy._common import write_atomic
+from horde_model_reference.fileio import atomic_write_bytes
 from horde_model_reference.legacy.image_json import convert_legacy_json
 from horde_model_reference.legacy.image_out import to_legacy_stable_diffusion
 from horde_model_reference.legacy.text_csv import convert_legacy_csv
@@ -99,6 +99,6 @@ def write_legacy_projection(
     folder = Path(directory)
     written: list[Path] = []
     for filename, data in legacy_projection(category, records).items():
-        write_atomic(folder / filename, data)
+        atomic_write_bytes(folder / filename, data)
         written.append(folder / filename)
     return tuple(written)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
-import nats
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from horde_model_reference.bus.connection import NatsAuth, NatsOptions, connect_nats, redact_url
 from horde_model_reference.errors import BackendError
 from horde_model_reference.logs import get_logger
 
@@ -20,15 +18,6 @@ __all__ = ["NatsLink"]
 
 _log = get_logger(__name__)
 _BACKEND = "nats"
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return parts._replace(netloc=f"***@{netloc}").geturl()
 
 
 class NatsLink:
@@ -44,9 +33,11 @@ class NatsLink:
         reconnect_wait: float,
         publish_timeout: float,
         on_reconnect: Callable[[], None],
+        auth: NatsAuth | None = None,
     ) -> None:
         self.url = url
-        self.safe_url = _redact(url)
+        self.safe_url = redact_url(url)
+        self._auth = auth or NatsAuth()
         self.name = name
         self._connect_timeout = connect_timeout
         self._ping_interval = ping_interval
@@ -76,25 +67,20 @@ class NatsLink:
     async def connect(self) -> None:
         """Connect, or raise `BackendError` after `connect_timeout` seconds."""
         try:
+            options = NatsOptions(
+                url=self.url,
+                name=self.name,
+                auth=self._auth,
+                connect_timeout=min(2.0, self._connect_timeout),
+                ping_interval=self._ping_interval,
+                reconnect_time_wait=self._reconnect_wait,
+            )
             with anyio.fail_after(self._connect_timeout):
-                self._nc = await nats.connect(
-                    self.url,
-                    name=self.name,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=self._reconnect_wait,
-                    ping_interval=self._ping_interval,
-                    max_outstanding_pings=2,
-                    connect_timeout=min(2.0, self._connect_timeout),
-                    error_cb=self._error_cb,
-                    disconnected_cb=self._disconnected_cb,
-                    reconnected_cb=self._reconnected_cb,
-                    closed_cb=self._closed_cb,
-                )
+                self._nc = await connect_nats(options, on_gap=self._on_gap, is_closing=lambda: self._closing)
         except TimeoutError:
             raise BackendError(
                 _BACKEND, None, f"cannot connect to {self.safe_url} within {self._connect_timeout:.1f}s"
             ) from None
-        _log.info("nats_connected", url=self.safe_url, name=self.name)
 
     async def publish(self, subject: str, payload: bytes) -> bool:
         """Publish (buffered by the client while reconnecting); False, logged, when it failed."""
@@ -145,28 +131,6 @@ class NatsLink:
             if scope.cancelled_caught:
                 _log.warning("nats_close_timed_out", url=self.safe_url, timeout=timeout)
 
-    async def _error_cb(self, exc: Exception) -> None:
-        if isinstance(exc, nats.errors.SlowConsumerError):
-            _log.warning(
-                "nats_slow_consumer", subject=getattr(exc, "subject", None), sid=getattr(exc, "sid", None)
-            )
-        else:
-            _log.warning("nats_error", url=self.safe_url, error=repr(exc))
-
-    async def _disconnected_cb(self) -> None:
-        if self._closing:
-            _log.info("nats_disconnected", url=self.safe_url, reason="closing")
-        else:
-            _log.warning("nats_disconnected", url=self.safe_url)
-
-    async def _reconnected_cb(self) -> None:
-        nc = self._nc
-        url: Any = nc.connected_url.geturl() if nc is not None and nc.connected_url else self.safe_url
-        _log.info("nats_reconnected", url=_redact(str(url)))
-        try:
+    def _on_gap(self, reason: str) -> None:
+        if reason == "reconnected":
             self._on_reconnect()
-        except Exception:  # a hook failure must not break the client's reconnect task
-            _log.exception("nats_reconnect_hook_failed", url=self.safe_url)
-
-    async def _closed_cb(self) -> None:
-        _log.info("nats_closed", url=self.safe_url)

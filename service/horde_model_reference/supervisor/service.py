@@ -292,6 +292,7 @@ class Supervisor:
             reconnect_wait=self.config.nats_reconnect_wait,
             publish_timeout=self.config.publish_timeout,
             on_reconnect=self._wake_heartbeat,
+            auth=self.config.nats_auth if self.config.nats_url else None,
         )
         await link.connect()
         self._link = link

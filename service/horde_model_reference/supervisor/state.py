@@ -15,7 +15,6 @@ Layout under the data directory::
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import msgspec
 
 from horde_model_reference.catalog import catalog_digest
 from horde_model_reference.errors import ModelReferenceError
+from horde_model_reference.fileio import atomic_write_bytes
 from horde_model_reference.logs import get_logger
 
 try:
@@ -61,29 +61,6 @@ class _Document(msgspec.Struct, kw_only=True):
 
 _DECODER = msgspec.json.Decoder(_Document)
 _ENCODER = msgspec.json.Encoder()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    if os.name == "posix":
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 class StateFile:
@@ -188,8 +165,8 @@ class StateFile:
     def _write_sync(self, document: bytes, snapshots: dict[str, bytes]) -> None:
         # Bytes first, then the revisions: the revision file is the commit point.
         for category, data in snapshots.items():
-            _atomic_write(self._snapshot_path(category), data)
-        _atomic_write(self.path, document)
+            atomic_write_bytes(self._snapshot_path(category), data)
+        atomic_write_bytes(self.path, document)
 
     def _snapshot_path(self, category: str) -> Path:
         return self.snapshot_dir / f"{category}.json"
