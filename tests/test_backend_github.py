@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,15 +10,6 @@ from pathlib import Path
 import msgspec
 import pytest
 from structlog.testing import capture_logs
-from test_backend_http_server import (
-    LoopThread,
-    GARBAGE,
-    GITHUB_BASE,
-    Upstream,
-    etag_of,
-    github_path,
-    serve_github,
-)
 
 from horde_model_reference.backends import GitHubBackend
 from horde_model_reference.backends import github as github_module
@@ -27,6 +17,15 @@ from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY as C
 from horde_model_reference.categories import get_category_descriptor
 from horde_model_reference.errors import BackendError
 from horde_model_reference.legacy import legacy_to_v2_json
+from test_backend_http_server import (
+    GARBAGE,
+    GITHUB_BASE,
+    LoopThread,
+    Upstream,
+    etag_of,
+    github_path,
+    serve_github,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -60,7 +59,12 @@ def conversions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def make(upstream: Upstream, base: Path, **options: object) -> GitHubBackend:
-    settings: dict[str, object] = {"timeout": 2.0, "max_attempts": 3, "backoff_base": 0.01, "backoff_max": 0.05}
+    settings: dict[str, object] = {
+        "timeout": 2.0,
+        "max_attempts": 3,
+        "backoff_base": 0.01,
+        "backoff_max": 0.05,
+    }
     settings.update(options)
     return GitHubBackend(base, base_url=upstream.url, **settings)  # type: ignore[arg-type]
 
@@ -80,13 +84,19 @@ async def test_fetch_all_converts_the_real_files_and_keeps_local_copies(
         payloads = await backend.fetch_all()
     finally:
         await backend.aclose()
-    expected = [c for c in C if get_category_descriptor(c).github_source and not get_category_descriptor(c).managed_elsewhere]
+    expected = [
+        c
+        for c in C
+        if get_category_descriptor(c).github_source and not get_category_descriptor(c).managed_elsewhere
+    ]
     assert sorted(payloads) == sorted(expected)
     for category, payload in payloads.items():
         assert payload.data == expected_v2(shared_data, category)
         assert (tmp_path / get_category_descriptor(category).v2_filename).read_bytes() == payload.data
         assert payload.source == upstream.url + github_path(category.value)
-    assert (tmp_path / "legacy" / "models.csv").read_bytes() == (shared_data / "current/text/models.csv").read_bytes()
+    assert (tmp_path / "legacy" / "models.csv").read_bytes() == (
+        shared_data / "current/text/models.csv"
+    ).read_bytes()
     sidecar = msgspec.json.decode((tmp_path / "legacy" / "stable_diffusion.json.etag").read_bytes())
     assert sidecar["etag"] and sidecar["digest"] == payloads[C.image_generation].digest
 
@@ -198,7 +208,9 @@ async def test_garbage_keeps_the_last_good_copy_and_is_logged(
     assert hits[1].if_none_match == hits[2].if_none_match == etag_of(upstream.files[TEXT])
 
 
-async def test_a_download_whose_every_record_is_rejected_is_refused(upstream: Upstream, tmp_path: Path) -> None:
+async def test_a_download_whose_every_record_is_rejected_is_refused(
+    upstream: Upstream, tmp_path: Path
+) -> None:
     backend = make(upstream, tmp_path)
     try:
         good = await backend.fetch_category(C.controlnet)
@@ -273,7 +285,9 @@ async def test_server_down_with_a_good_disk_copy_starts_offline(upstream: Upstre
     assert any(e["event"] == "remote_request_failed" for e in logs)
 
 
-async def test_a_disk_copy_is_revalidated_with_its_etag(upstream: Upstream, tmp_path: Path, conversions: list[str]) -> None:
+async def test_a_disk_copy_is_revalidated_with_its_etag(
+    upstream: Upstream, tmp_path: Path, conversions: list[str]
+) -> None:
     first = make(upstream, tmp_path)
     try:
         await first.fetch_category(C.image_generation)
@@ -354,6 +368,7 @@ async def test_usable_from_several_event_loops(upstream: Upstream, tmp_path: Pat
         futures = [loop.submit(several()) for loop in loops]
         mine = await several()
         theirs = [await asyncio.wrap_future(future) for future in futures]
+        assert len(backend._clients._items) == 3  # one client per loop, never shared
         # Closing from this loop also closes the clients of the other (still running) loops.
         await backend.aclose()
     finally:

@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
+
+from horde_model_reference.backends import GitHubBackend, HTTPBackend
+from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY as C
+from horde_model_reference.errors import BackendError
 from test_backend_http_server import (
     GARBAGE,
     PRIMARY_PREFIX,
@@ -19,10 +23,6 @@ from test_backend_http_server import (
     serve_github,
     serve_primary,
 )
-
-from horde_model_reference.backends import GitHubBackend, HTTPBackend
-from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY as C
-from horde_model_reference.errors import BackendError
 
 pytestmark = pytest.mark.anyio
 
@@ -51,7 +51,12 @@ def github(shared_data: Path) -> Iterator[Upstream]:
 
 
 def make(primary: Upstream, base: Path, **options: object) -> HTTPBackend:
-    settings: dict[str, object] = {"timeout": 2.0, "max_attempts": 3, "backoff_base": 0.01, "backoff_max": 0.05}
+    settings: dict[str, object] = {
+        "timeout": 2.0,
+        "max_attempts": 3,
+        "backoff_base": 0.01,
+        "backoff_max": 0.05,
+    }
     settings.update(options)
     return HTTPBackend(f"{primary.url}/api", base, **settings)  # type: ignore[arg-type]
 
@@ -214,7 +219,9 @@ async def test_primary_down_without_any_copy_or_fallback_raises(primary: Upstrea
     assert info.value.backend == "http" and info.value.category == "controlnet"
 
 
-async def test_url_compatible_with_todays_setting(primary: Upstream, tmp_path: Path, shared_data: Path) -> None:
+async def test_url_compatible_with_todays_setting(
+    primary: Upstream, tmp_path: Path, shared_data: Path
+) -> None:
     backend = HTTPBackend(f"{primary.url}/api/model_references/", tmp_path, timeout=2.0)
     try:
         payload = await backend.fetch_category(C.blip)

@@ -95,6 +95,7 @@ class Upstream:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # no 40 ms delayed-ACK stall between headers and body
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -103,7 +104,11 @@ class Upstream:
                 upstream._handle(self)
 
         self.release.clear()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # the default (5) drops concurrent connects for a second
+
+        self._server = Server(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         threading.Thread(
@@ -124,7 +129,11 @@ class Upstream:
         proxied = path.startswith("/proxy/")
         if proxied:
             target = path[len("/proxy/") :]
-            path = target[len(GITHUB_BASE) :] if target.startswith(GITHUB_BASE + "/") else "/unknown-proxy-target"
+            path = (
+                target[len(GITHUB_BASE) :]
+                if target.startswith(GITHUB_BASE + "/")
+                else "/unknown-proxy-target"
+            )
         with self._lock:
             queued = self._faults.get(path)
             action = queued.pop(0) if queued else self._always.get(path)
@@ -180,6 +189,13 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def close(self) -> None:
+        """Let pending work (e.g. a client close scheduled from another loop) finish, then stop."""
+
+        async def drain() -> None:
+            others = asyncio.all_tasks() - {asyncio.current_task()}
+            await asyncio.wait_for(asyncio.gather(*others, return_exceptions=True), 5)
+
+        asyncio.run_coroutine_threadsafe(drain(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()

@@ -6,25 +6,32 @@ import asyncio
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
-from test_backend_http_server import LoopThread, golden, golden_categories
 
-from horde_model_reference.backends import FileSystemBackend, HTTPBackend, RedisBackend
+from horde_model_reference.backends import FileSystemBackend, GitHubBackend, HTTPBackend, RedisBackend
 from horde_model_reference.backends.base import CategoryPayload
 from horde_model_reference.bus.embedded import free_port
 from horde_model_reference.catalog import catalog_digest
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY as C
 from horde_model_reference.categories import get_category_descriptor
 from horde_model_reference.errors import BackendError
+from test_backend_http_server import (
+    LoopThread,
+    Upstream,
+    github_path,
+    golden,
+    golden_categories,
+    serve_github,
+)
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
 class CountingBackend(FileSystemBackend):
@@ -63,7 +70,9 @@ def make(inner: FileSystemBackend | HTTPBackend, url: str, prefix: str, **option
     return RedisBackend(inner, url, key_prefix=prefix, **settings)
 
 
-async def test_miss_then_hit(catalogs: Path, redis_url: str, redis_prefix: str, raw_redis: aioredis.Redis) -> None:
+async def test_miss_then_hit(
+    catalogs: Path, redis_url: str, redis_prefix: str, raw_redis: aioredis.Redis
+) -> None:
     inner = CountingBackend(catalogs)
     backend = make(inner, redis_url, redis_prefix)
     try:
@@ -77,7 +86,11 @@ async def test_miss_then_hit(catalogs: Path, redis_url: str, redis_prefix: str, 
     assert hit.source == f"redis:{redis_prefix}:backend:controlnet"
     assert miss.revision == hit.revision == 1
     stored = await raw_redis.hgetall(f"{redis_prefix}:backend:controlnet")
-    assert stored[b"data"] == miss.data and stored[b"digest"] == miss.digest.encode() and stored[b"revision"] == b"1"
+    assert (
+        stored[b"data"] == miss.data
+        and stored[b"digest"] == miss.digest.encode()
+        and stored[b"revision"] == b"1"
+    )
     assert not await raw_redis.exists(f"{redis_prefix}:snapshot:controlnet")
 
 
@@ -142,7 +155,9 @@ async def test_stale_entry_is_served_when_the_wrapped_backend_fails(
         good = await writer.fetch_category(C.esrgan)
     finally:
         await writer.aclose()
-    dead_primary = HTTPBackend(f"http://127.0.0.1:{free_port()}/api", tmp_path / "replica", timeout=0.5, max_attempts=1)
+    dead_primary = HTTPBackend(
+        f"http://127.0.0.1:{free_port()}/api", tmp_path / "replica", timeout=0.5, max_attempts=1
+    )
     backend = make(dead_primary, redis_url, redis_prefix, fresh_for=0.0)
     try:
         with capture_logs() as logs:
@@ -199,7 +214,17 @@ class OwnRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        args = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
         self.process = subprocess.Popen(
             [*args, "--dir", str(self.workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -229,7 +254,9 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
         server.stop()
 
 
-async def test_redis_coming_back_is_used_again(catalogs: Path, own_redis: OwnRedis, redis_prefix: str) -> None:
+async def test_redis_coming_back_is_used_again(
+    catalogs: Path, own_redis: OwnRedis, redis_prefix: str
+) -> None:
     inner = CountingBackend(catalogs)
     backend = make(inner, own_redis.url, redis_prefix, retry_interval=0.1)
     try:
@@ -269,6 +296,7 @@ async def test_usable_from_several_event_loops(catalogs: Path, redis_url: str, r
         futures = [loop.submit(several()) for loop in loops]
         mine = await several()
         theirs = [await asyncio.wrap_future(future) for future in futures]
+        assert len(backend._clients._items) == 3  # one client per loop, never shared
         # Closing from this loop also closes the clients of the other (still running) loops.
         await backend.aclose()
     finally:
@@ -276,3 +304,76 @@ async def test_usable_from_several_event_loops(catalogs: Path, redis_url: str, r
             loop.close()
     assert theirs == [mine, mine]
     assert not backend._clients._items
+
+
+async def test_a_change_reported_by_the_wrapped_backend_bypasses_a_fresh_entry(
+    shared_data: Path, tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    upstream = Upstream().start()
+    serve_github(upstream, shared_data)
+    path = github_path("controlnet")
+    try:
+        first = GitHubBackend(tmp_path, base_url=upstream.url, timeout=2.0)
+        try:
+            old = await first.fetch_category(C.controlnet)
+        finally:
+            await first.aclose()
+        records = msgspec.json.decode(upstream.files[path])
+        records.pop("control_qr_sdxl")
+        upstream.serve(path, msgspec.json.encode(records))
+
+        changed: list[C] = []
+        backend = make(
+            GitHubBackend(tmp_path, base_url=upstream.url, timeout=2.0), redis_url, redis_prefix, fresh_for=60
+        )
+        backend.add_invalidation_callback(changed.append)
+        try:
+            offline = await backend.fetch_category(C.controlnet)  # the disk copy, refreshed in the background
+            for _ in range(100):
+                if changed:
+                    break
+                await asyncio.sleep(0.02)
+            latest = await backend.fetch_category(C.controlnet)
+        finally:
+            await backend.aclose()
+    finally:
+        upstream.stop()
+    assert old is not None and offline is not None and latest is not None
+    assert offline.data == old.data and offline.revision == 1
+    assert b"control_qr_sdxl" not in latest.data and latest.revision == 2
+
+
+async def test_a_corrupt_entry_is_ignored_and_rewritten(
+    catalogs: Path, redis_url: str, redis_prefix: str, raw_redis: aioredis.Redis
+) -> None:
+    key = f"{redis_prefix}:backend:clip"
+    await raw_redis.hset(
+        key, mapping={"data": b"{}", "digest": "0" * 64, "revision": 7, "stored_at": repr(time.time())}
+    )
+    inner = CountingBackend(catalogs)
+    backend = make(inner, redis_url, redis_prefix)
+    try:
+        with capture_logs() as logs:
+            payload = await backend.fetch_category(C.clip)
+    finally:
+        await backend.aclose()
+    assert payload is not None and inner.calls == 1 and payload.data != b"{}"
+    assert any(e["event"] == "redis_entry_corrupt" for e in logs)
+    assert await raw_redis.hget(key, "digest") == payload.digest.encode()
+
+
+async def test_writes_go_through_and_update_the_cache(
+    catalogs: Path, redis_url: str, redis_prefix: str, raw_redis: aioredis.Redis
+) -> None:
+    backend = make(FileSystemBackend(catalogs), redis_url, redis_prefix)
+    try:
+        before = await backend.fetch_category(C.codeformer)
+        assert backend.supports_writes()
+        written = await backend.write_category(C.codeformer, b"{}")
+        after = await backend.fetch_category(C.codeformer)
+    finally:
+        await backend.aclose()
+    assert before is not None and before.revision == 1
+    assert written.revision == 2 and after is not None and after.data == b"{}" and after.revision == 2
+    assert (catalogs / "codeformer.json").read_bytes() == b"{}"
+    assert await raw_redis.hmget(f"{redis_prefix}:backend:codeformer", ["data", "revision"]) == [b"{}", b"2"]

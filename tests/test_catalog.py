@@ -94,8 +94,8 @@ def test_image_defaults_fill_what_the_file_omits(shared_data: Path) -> None:
         "min_steps": 3,
         "max_steps": 6,
         "cfg_scale": 2,
-        "samplers": ["k_dpmpp_sde"],
-        "schedulers": ["karras"],
+        "samplers": ("k_dpmpp_sde",),
+        "schedulers": ("karras",),
     }
 
 

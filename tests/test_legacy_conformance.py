@@ -45,10 +45,10 @@ def _with_intended_differences(
     expected: dict[str, GenericModelRecord] = {}
     changed: set[str] = set()
     for key, record in golden.items():
-        downloads = [
+        downloads = tuple(
             msgspec.structs.replace(d, known_slow_download="civitai.com" in d.file_url)
             for d in record.config.download
-        ]
+        )
         updated = msgspec.structs.replace(
             record, config=msgspec.structs.replace(record.config, download=downloads)
         )
@@ -153,7 +153,7 @@ def test_models_csv_quirks(shared_data: Path) -> None:
         record = _text(ours, name)
         assert (record.url, record.description, record.style) == (last[3], last[5], last[6])
         assert (record.tags, record.instruct_format or "") == (
-            [t.strip() for t in last[7].split(",") if t.strip()],
+            tuple(t.strip() for t in last[7].split(",") if t.strip()),
             last[8],
         )
     db = msgspec.json.decode((shared_data / "current/text/db.json").read_bytes())

@@ -129,7 +129,7 @@ def test_foreign_showcase_host_warns_and_keeps_the_record() -> None:
         catalog = convert_legacy_json(C.image_generation, data)
     record = catalog.records["hf"]
     assert isinstance(record, ImageGenerationModelRecord)
-    assert record.showcases == showcases
+    assert record.showcases == tuple(showcases)
     assert catalog.issues == ()
     [entry] = logs
     assert (entry["event"], entry["model"], entry["showcases"]) == ("legacy_record_suspect", "hf", showcases)
@@ -211,8 +211,8 @@ def test_csv_cells_are_kept_as_written() -> None:
     assert isinstance(record, TextGenerationModelRecord)
     assert record.parameters_count == 12_000_000_000
     assert record.description == "Line one, with comma\r\nline two"
-    assert record.tags == ["story", "adventure"]
-    assert record.settings == {"temperature": 0.75, "stop": ["a"]}
+    assert record.tags == ("story", "adventure")
+    assert record.settings == {"temperature": 0.75, "stop": ("a",)}
     assert (record.version, record.nsfw, record.instruct_format) == ("", False, "ChatML")
     assert record.text_model_group == "Model"
 

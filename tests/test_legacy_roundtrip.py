@@ -93,7 +93,7 @@ def _sd(name: str, **fields: object) -> ImageGenerationModelRecord:
         name=name,
         baseline="stable_diffusion_2_768",
         nsfw=False,
-        config=GenericModelRecordConfig(download=[download]),
+        config=GenericModelRecordConfig(download=(download,)),
         **fields,  # type: ignore[arg-type]
     )
 
@@ -109,7 +109,7 @@ def test_stable_diffusion_fields_without_upstream_examples_round_trip() -> None:
         "created_by": "alice",
     }
     back = convert_legacy_json(C.image_generation, to_legacy_stable_diffusion({"key": record})).records["key"]
-    assert back == msgspec.structs.replace(record, tags=[], showcases=[], trigger=[])
+    assert back == msgspec.structs.replace(record, tags=(), showcases=(), trigger=())
 
 
 def test_legacy_writers_reject_other_record_types() -> None:

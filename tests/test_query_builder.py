@@ -91,7 +91,7 @@ def records() -> dict[str, ImageGenerationModelRecord]:
             requirements={"min_steps": 4},
             metadata=GenericModelRecordMetadata(created_at=10),
             finetune_series=FineTuneSeriesInfo(name="series"),
-            config=GenericModelRecordConfig(download=[DownloadRecord(file_name="d.ckpt", file_url="u")]),
+            config=GenericModelRecordConfig(download=(DownloadRecord(file_name="d.ckpt", file_url="u"),)),
         ),
     )
 

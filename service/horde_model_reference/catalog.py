@@ -20,6 +20,7 @@ from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, parse_cat
 from horde_model_reference.errors import CatalogDecodeError, RecordDecodeError
 from horde_model_reference.logs import get_logger
 from horde_model_reference.records import GenericModelRecord, record_type_for
+from horde_model_reference.registries import BASELINES, CONTROLNET_STYLES, MODEL_STYLES
 
 __all__ = [
     "DecodedCatalog",
@@ -65,6 +66,37 @@ def _record_decoder(record_type: type[GenericModelRecord]) -> msgspec.json.Decod
 
 _RAW_DECODER = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ENCODER = msgspec.json.Encoder()
+
+
+def _warn_unknown(registry: Any, records: dict[str, GenericModelRecord], field: str, category: str) -> None:
+    values = {getattr(record, field) for record in records.values()}
+    values.discard(None)
+    for value in values:
+        if not registry.is_known(value):
+            model = next(key for key, record in records.items() if getattr(record, field) == value)
+            registry.warn_unknown(value, category=category, model=model)
+
+
+def _check_image(records: dict[str, GenericModelRecord]) -> None:
+    _warn_unknown(BASELINES, records, "baseline", "image_generation")
+    _warn_unknown(MODEL_STYLES, records, "style", "image_generation")
+
+
+def _check_controlnet(records: dict[str, GenericModelRecord]) -> None:
+    _warn_unknown(CONTROLNET_STYLES, records, "controlnet_style", "controlnet")
+
+
+_KNOWN_VALUE_CHECKS = {
+    MODEL_REFERENCE_CATEGORY.image_generation: _check_image,
+    MODEL_REFERENCE_CATEGORY.controlnet: _check_controlnet,
+}
+"""Per category, a pass that logs (once per value) baselines and styles this version does not know."""
+
+
+def _checked(category: MODEL_REFERENCE_CATEGORY, records: dict[str, GenericModelRecord]) -> None:
+    check = _KNOWN_VALUE_CHECKS.get(category)
+    if check is not None:
+        check(records)
 
 
 def forget_decoders() -> None:
@@ -119,6 +151,7 @@ def decode_catalog(
     record_type = record_type_for(cat)
     try:
         records: dict[str, GenericModelRecord] = _catalog_decoder(record_type).decode(data)
+        _checked(cat, records)
         return DecodedCatalog(cat, records)
     except msgspec.ValidationError:
         pass
@@ -150,6 +183,7 @@ def decode_catalog(
                 source=source,
             )
             issues.append(issue)
+    _checked(cat, records)
     return DecodedCatalog(cat, records, tuple(issues))
 
 

@@ -1,8 +1,9 @@
 """The v2 records: one msgspec Struct per category, field names and JSON keys as in the v2 files.
 
-Records are frozen (readers share them across threads without copying) and carry no GC header
-(`gc=False`: a record never references itself). Unknown JSON fields are ignored, so a newer catalog
-decodes in an older consumer; unknown baselines and styles are logged once, never rejected.
+Records are immutable (frozen Structs whose sequences are tuples: readers share them across threads
+without copying, and an empty tuple costs nothing) and carry no GC header (`gc=False`: a record
+never references itself). Unknown JSON fields are ignored, so a newer catalog decodes in an older
+consumer; unknown baselines and styles are logged once by `catalog.decode_catalog`, never rejected.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from horde_model_reference.categories import (
     get_category_descriptor,
     parse_category,
 )
-from horde_model_reference.registries import BASELINES, CONTROLNET_STYLES, MODEL_STYLES
 
 __all__ = [
     "MODEL_RECORD_TYPE_LOOKUP",
@@ -49,7 +49,7 @@ __all__ = [
 
 SCHEMA_VERSION = "2.1.0"
 
-RequirementValue: TypeAlias = int | float | str | bool | list[int | float | str]
+RequirementValue: TypeAlias = int | float | str | bool | tuple[int | float | str, ...]
 """A value in an image model's `requirements` or a text model's `settings`."""
 
 
@@ -71,7 +71,7 @@ class DownloadRecord(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_d
 class GenericModelRecordConfig(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """The files that make up a model."""
 
-    download: list[DownloadRecord] = msgspec.field(default_factory=list)
+    download: tuple[DownloadRecord, ...] = ()
 
 
 class GenericModelRecordMetadata(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
@@ -154,19 +154,14 @@ class ImageGenerationModelRecord(GenericModelRecord, frozen=True, gc=False, kw_o
     inpainting: bool | None = False
     baseline: str
     optimization: str | None = None
-    tags: list[str] | None = None
-    showcases: list[str] | None = None
+    tags: tuple[str, ...] | None = None
+    showcases: tuple[str, ...] | None = None
     min_bridge_version: int | None = None
-    trigger: list[str] | None = None
+    trigger: tuple[str, ...] | None = None
     homepage: str | None = None
     nsfw: bool
     style: str | None = None
     requirements: dict[str, RequirementValue] | None = None
-
-    def __post_init__(self) -> None:
-        BASELINES.warn_unknown(self.baseline, category=_IMAGE_GEN, model=self.name)
-        if self.style is not None:
-            MODEL_STYLES.warn_unknown(self.style, category=_IMAGE_GEN, model=self.name)
 
 
 class TextGenerationModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=True, omit_defaults=True):
@@ -182,7 +177,7 @@ class TextGenerationModelRecord(GenericModelRecord, frozen=True, gc=False, kw_on
     style: str | None = None
     display_name: str | None = None
     url: str | None = None
-    tags: list[str] | None = None
+    tags: tuple[str, ...] | None = None
     instruct_format: str | None = None
     settings: dict[str, RequirementValue] | None = None
     text_model_group: str | None = None
@@ -197,10 +192,6 @@ class ControlNetModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=T
     model_classification: ModelClassification | None = _CONTROLNET_CLS
     controlnet_style: str | None = None
 
-    def __post_init__(self) -> None:
-        if self.controlnet_style is not None:
-            CONTROLNET_STYLES.warn_unknown(self.controlnet_style, category=_CONTROLNET, model=self.name)
-
 
 class ControlNetAnnotatorModelRecord(
     GenericModelRecord, frozen=True, gc=False, kw_only=True, omit_defaults=True
@@ -211,8 +202,8 @@ class ControlNetAnnotatorModelRecord(
 
     record_type: str = _ANNOTATOR
     model_classification: ModelClassification | None = _ANNOTATOR_CLS
-    control_types: list[str] = msgspec.field(default_factory=list)
-    preprocessors: list[str] = msgspec.field(default_factory=list)
+    control_types: tuple[str, ...] = ()
+    preprocessors: tuple[str, ...] = ()
 
 
 class BlipModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=True, omit_defaults=True):
@@ -279,7 +270,7 @@ class VideoGenerationModelRecord(GenericModelRecord, frozen=True, gc=False, kw_o
     model_classification: ModelClassification | None = _VIDEO_CLS
     baseline: str | None = None
     nsfw: bool = False
-    tags: list[str] | None = None
+    tags: tuple[str, ...] | None = None
 
 
 class AudioGenerationModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=True, omit_defaults=True):
@@ -291,7 +282,7 @@ class AudioGenerationModelRecord(GenericModelRecord, frozen=True, gc=False, kw_o
     model_classification: ModelClassification | None = _AUDIO_CLS
     baseline: str | None = None
     nsfw: bool = False
-    tags: list[str] | None = None
+    tags: tuple[str, ...] | None = None
 
 
 class MiscellaneousModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=True, omit_defaults=True):
@@ -313,10 +304,10 @@ class LoraModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=True, o
     model_classification: ModelClassification | None = _LORA_CLS
     baseline: str | None = None
     nsfw: bool = False
-    tags: list[str] | None = None
-    trigger: list[str] | None = None
+    tags: tuple[str, ...] | None = None
+    trigger: tuple[str, ...] | None = None
     homepage: str | None = None
-    showcases: list[str] | None = None
+    showcases: tuple[str, ...] | None = None
 
 
 class TextualInversionModelRecord(
@@ -330,10 +321,10 @@ class TextualInversionModelRecord(
     model_classification: ModelClassification | None = _TI_CLS
     baseline: str | None = None
     nsfw: bool = False
-    tags: list[str] | None = None
-    trigger: list[str] | None = None
+    tags: tuple[str, ...] | None = None
+    trigger: tuple[str, ...] | None = None
     homepage: str | None = None
-    showcases: list[str] | None = None
+    showcases: tuple[str, ...] | None = None
 
 
 MODEL_RECORD_TYPE_LOOKUP: dict[MODEL_REFERENCE_CATEGORY, type[GenericModelRecord]] = {

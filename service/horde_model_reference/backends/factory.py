@@ -16,7 +16,11 @@ import threading
 from pathlib import Path
 
 from horde_model_reference.backends.base import ModelReferenceBackend
-from horde_model_reference.backends.filesystem import FileSystemBackend, LocalReadOnlyBackend, atomic_write_bytes
+from horde_model_reference.backends.filesystem import (
+    FileSystemBackend,
+    LocalReadOnlyBackend,
+    atomic_write_bytes,
+)
 from horde_model_reference.backends.github import GitHubBackend
 from horde_model_reference.backends.http import HTTPBackend
 from horde_model_reference.backends.redis import RedisBackend

@@ -14,8 +14,9 @@ that cannot be converted, or whose every record was rejected, never replaces the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Unpack
 
-from horde_model_reference.backends.http import _redact, _RemoteBackend
+from horde_model_reference.backends.http import RemoteOptions, _redact, _RemoteBackend
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, get_category_descriptor, parse_category
 from horde_model_reference.errors import CatalogDecodeError
 from horde_model_reference.legacy import legacy_to_v2_json
@@ -60,20 +61,9 @@ class GitHubBackend(_RemoteBackend):
         proxy_url_base: str | None = None,
         image_repo: GithubRepoSettings | None = None,
         text_repo: GithubRepoSettings | None = None,
-        timeout: float = 10.0,
-        max_attempts: int = 3,
-        backoff_base: float = 0.5,
-        backoff_max: float = 8.0,
-        refresh_on_start: bool = True,
+        **options: Unpack[RemoteOptions],
     ) -> None:
-        super().__init__(
-            base_path,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            refresh_on_start=refresh_on_start,
-        )
+        super().__init__(base_path, **options)
         self.base_url = base_url.rstrip("/")
         self.proxy_url_base = proxy_url_base.rstrip("/") if proxy_url_base else None
         self.repos: dict[str, GithubRepoSettings] = {

@@ -13,13 +13,15 @@ running loop (weakly keyed by the loop) and never shared between loops.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import random
 import threading
 import time
 import weakref
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar, Unpack
 from urllib.parse import urlsplit
 
 import anyio
@@ -39,7 +41,7 @@ from horde_model_reference.categories import (
 from horde_model_reference.errors import BackendError, CatalogDecodeError
 from horde_model_reference.logs import get_logger
 
-__all__ = ["HTTPBackend"]
+__all__ = ["HTTPBackend", "RemoteOptions"]
 
 _log = get_logger(__name__)
 _T = TypeVar("_T")
@@ -76,23 +78,43 @@ class _PerLoop(Generic[_T]):
             return item
 
     async def aclose(self, timeout: float = 5.0) -> None:
-        """Close every resource: here, or on its own loop while that loop still runs."""
+        """Close every resource: this loop's now, another running loop's on that loop (not awaited).
+
+        Not waiting for other loops means no deadlock when one of them is blocked on this call
+        (a sync `close()` from async code); a loop that already ended leaves its resource to GC.
+        """
         current = asyncio.get_running_loop()
         with self._lock:
             items = list(self._items.items())
             self._items.clear()
         for loop, item in items:
-            try:
-                if loop is current:
+            kind = type(item).__name__
+            if loop is current:
+                try:
                     with anyio.move_on_after(timeout, shield=True):
                         await self._closer(item)
-                elif loop.is_running() and not loop.is_closed():
-                    future = asyncio.run_coroutine_threadsafe(self._closer(item), loop)
-                    await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-                else:
-                    _log.debug("client_dropped_with_its_loop", resource=type(item).__name__)
-            except Exception as exc:  # closing is best effort, but never silent
-                _log.warning("client_close_failed", resource=type(item).__name__, error=repr(exc))
+                except Exception as exc:  # closing is best effort, but never silent
+                    _log.warning("client_close_failed", resource=kind, error=repr(exc))
+            elif loop.is_running() and not loop.is_closed():
+                future = asyncio.run_coroutine_threadsafe(self._closer(item), loop)
+                future.add_done_callback(functools.partial(_log_close_failure, kind=kind))
+            else:
+                _log.debug("client_dropped_with_its_loop", resource=kind)
+
+
+def _log_close_failure(future: concurrent.futures.Future[None], *, kind: str) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        _log.warning("client_close_failed", resource=kind, error=repr(future.exception()))
+
+
+class RemoteOptions(TypedDict, total=False):
+    """Options shared by the downloading backends (see `_RemoteBackend`)."""
+
+    timeout: float
+    max_attempts: int
+    backoff_base: float
+    backoff_max: float
+    refresh_on_start: bool
 
 
 class _Validator(msgspec.Struct, frozen=True):
@@ -107,7 +129,12 @@ class _Validator(msgspec.Struct, frozen=True):
 
 
 class _RemoteBackend:
-    """Downloads, keeps the last good copy in memory and on disk, and revalidates with ETags."""
+    """Downloads, keeps the last good copy in memory and on disk, and revalidates with ETags.
+
+    `timeout` bounds each request (connect to last byte); `max_attempts` bounds the tries of one
+    fetch, with jittered exponential backoff from `backoff_base` up to `backoff_max` seconds;
+    `refresh_on_start` refreshes a disk copy in the background when it is first served.
+    """
 
     name = "remote"
 
@@ -195,7 +222,9 @@ class _RemoteBackend:
                 return local
         return await self._refresh(category, url)
 
-    async def fetch_all(self, *, force_refresh: bool = False) -> dict[MODEL_REFERENCE_CATEGORY, CategoryPayload]:
+    async def fetch_all(
+        self, *, force_refresh: bool = False
+    ) -> dict[MODEL_REFERENCE_CATEGORY, CategoryPayload]:
         """Every category this source serves, fetched concurrently (failures logged, left out)."""
         result: dict[MODEL_REFERENCE_CATEGORY, CategoryPayload] = {}
 
@@ -203,7 +232,9 @@ class _RemoteBackend:
             try:
                 payload = await self.fetch_category(category, force_refresh=force_refresh)
             except BackendError as exc:
-                _log.error("category_fetch_failed", backend=self.name, category=category.value, error=str(exc))
+                _log.error(
+                    "category_fetch_failed", backend=self.name, category=category.value, error=str(exc)
+                )
                 return
             if payload is not None:
                 result[category] = payload
@@ -274,7 +305,9 @@ class _RemoteBackend:
         if response.status_code == 304 and held is not None:
             return self._install(category, msgspec.structs.replace(held, fetched_at=now), validator)
         if response.status_code != 200:
-            error = BackendError(self.name, category.value, f"GET {_redact(url)}: HTTP {response.status_code}")
+            error = BackendError(
+                self.name, category.value, f"GET {_redact(url)}: HTTP {response.status_code}"
+            )
             return await self._on_source_failure(category, held, error)
         body = response.content
         body_digest = catalog_digest(body)
@@ -289,7 +322,9 @@ class _RemoteBackend:
             else:
                 data = self._to_v2(category, body, url)
         except CatalogDecodeError as exc:
-            error = BackendError(self.name, category.value, f"rejected the download of {_redact(url)}: {exc.reason}")
+            error = BackendError(
+                self.name, category.value, f"rejected the download of {_redact(url)}: {exc.reason}"
+            )
             return await self._on_source_failure(category, held, error)
         payload = CategoryPayload.from_bytes(category, data, source=_redact(url))
         new_validator = _Validator(url, new_etag, body_digest, payload.digest)
@@ -327,7 +362,9 @@ class _RemoteBackend:
             if attempt < self.max_attempts:
                 await anyio.sleep(self._backoff(attempt, retry_after))
         raise BackendError(
-            self.name, category.value, f"GET {_redact(url)} failed after {self.max_attempts} attempt(s): {reason}"
+            self.name,
+            category.value,
+            f"GET {_redact(url)} failed after {self.max_attempts} attempt(s): {reason}",
         )
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -375,7 +412,7 @@ class _RemoteBackend:
         try:
             await self._refresh(category, url)
         except BackendError as exc:
-            _log.warning("background_refresh_failed", backend=self.name, category=category.value, error=str(exc))
+            _log.warning("background_refresh_failed", backend=self.name, error=str(exc))
         except Exception:
             _log.exception("background_refresh_crashed", backend=self.name, category=category.value)
         finally:
@@ -388,18 +425,16 @@ class _RemoteBackend:
         try:
             data = path.read_bytes()
             mtime = path.stat().st_mtime
+            validate_catalog_bytes(category, data, source=str(path))
         except FileNotFoundError:
             return None
-        except OSError as exc:
-            _log.error("local_copy_unreadable", backend=self.name, category=category.value, path=str(path), error=str(exc))
+        except (OSError, CatalogDecodeError) as exc:
+            log = _log.bind(backend=self.name, category=category.value, path=str(path))
+            log.error("local_copy_unusable", error=str(exc))
             return None
-        try:
-            validate_catalog_bytes(category, data, source=str(path))
-        except CatalogDecodeError as exc:
-            _log.error("local_copy_corrupt", backend=self.name, category=category.value, path=str(path), reason=exc.reason)
-            return None
-        payload = CategoryPayload.from_bytes(category, data, source=str(path))
-        payload = msgspec.structs.replace(payload, fetched_at=mtime)
+        payload = msgspec.structs.replace(
+            CategoryPayload.from_bytes(category, data, source=str(path)), fetched_at=mtime
+        )
         validator = self._read_validator(category)
         if validator is not None and (validator.digest != payload.digest or validator.url != url):
             validator = None
@@ -419,7 +454,7 @@ class _RemoteBackend:
         except FileNotFoundError:
             return None
         except (OSError, msgspec.DecodeError) as exc:
-            _log.warning("validator_unreadable", backend=self.name, category=category.value, path=str(path), error=str(exc))
+            _log.warning("validator_unreadable", path=str(path), error=str(exc))
             return None
 
     def _save_local_copy(
@@ -464,20 +499,9 @@ class HTTPBackend(_RemoteBackend):
         base_path: str | Path,
         *,
         fallback: ModelReferenceBackend | None = None,
-        timeout: float = 10.0,
-        max_attempts: int = 3,
-        backoff_base: float = 0.5,
-        backoff_max: float = 8.0,
-        refresh_on_start: bool = True,
+        **options: Unpack[RemoteOptions],
     ) -> None:
-        super().__init__(
-            base_path,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            refresh_on_start=refresh_on_start,
-        )
+        super().__init__(base_path, **options)
         root = primary_url.rstrip("/")
         # Today's setting sometimes already names the collection (".../api/model_references/").
         self.references_url = root if root.endswith("/model_references") else f"{root}/model_references"

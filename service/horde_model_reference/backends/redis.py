@@ -10,7 +10,8 @@ Freshness rule (independent of any Redis TTL; keys never expire, so a category n
 absent because a TTL lapsed): an entry whose `stored_at` is less than `fresh_for` seconds old is
 served as is. An older entry is revalidated through the wrapped backend (for a remote backend
 that is a conditional request) and rewritten; when the wrapped backend fails, the old entry is
-still served. When Redis is down (connection refused, timeout), every fetch goes to the wrapped
+still served. A change the wrapped backend reports (its invalidation callback, e.g. after a
+background refresh) makes the next fetch skip the entry and rewrite it. When Redis is down (connection refused, timeout), every fetch goes to the wrapped
 backend; Redis is retried after `retry_interval` seconds and used again as soon as it answers.
 """
 
@@ -79,6 +80,8 @@ class RedisBackend:
         self._served: dict[MODEL_REFERENCE_CATEGORY, str] = {}
         self._fetched: dict[MODEL_REFERENCE_CATEGORY, float] = {}
         self._callbacks: list[InvalidationCallback] = []
+        self._changed: set[MODEL_REFERENCE_CATEGORY] = set()
+        inner.add_invalidation_callback(self._inner_changed)
 
     def key(self, category: MODEL_REFERENCE_CATEGORY) -> str:
         """The Redis key of `category`."""
@@ -102,8 +105,10 @@ class RedisBackend:
             cached = await self._read(category)
         except _RedisDown:
             redis_ok = False
-        if cached is not None and not force_refresh and self._is_fresh(cached):
+        changed = category in self._changed
+        if cached is not None and not force_refresh and not changed and self._is_fresh(cached):
             return self._served_payload(category, cached)
+        self._changed.discard(category)
         try:
             payload = await self.inner.fetch_category(category, force_refresh=force_refresh)
         except BackendError as exc:
@@ -123,7 +128,9 @@ class RedisBackend:
             payload = await self._store(category, payload, cached)
         return self._served_payload(category, payload)
 
-    async def fetch_all(self, *, force_refresh: bool = False) -> dict[MODEL_REFERENCE_CATEGORY, CategoryPayload]:
+    async def fetch_all(
+        self, *, force_refresh: bool = False
+    ) -> dict[MODEL_REFERENCE_CATEGORY, CategoryPayload]:
         """Every canonical category, fetched concurrently (failures logged, left out)."""
         result: dict[MODEL_REFERENCE_CATEGORY, CategoryPayload] = {}
 
@@ -131,7 +138,9 @@ class RedisBackend:
             try:
                 payload = await self.fetch_category(category, force_refresh=force_refresh)
             except BackendError as exc:
-                _log.error("category_fetch_failed", backend=self.name, category=category.value, error=str(exc))
+                _log.error(
+                    "category_fetch_failed", backend=self.name, category=category.value, error=str(exc)
+                )
                 return
             if payload is not None:
                 result[category] = payload
@@ -146,9 +155,8 @@ class RedisBackend:
         return self._fetched.get(category)
 
     def add_invalidation_callback(self, callback: InvalidationCallback) -> None:
-        """Register `callback` on the wrapped backend and for changes seen through Redis."""
+        """Call `callback(category)` when the wrapped backend or Redis shows a category changed."""
         self._callbacks.append(callback)
-        self.inner.add_invalidation_callback(callback)
 
     def supports_writes(self) -> bool:
         """Whether the wrapped backend takes writes."""
@@ -189,16 +197,26 @@ class RedisBackend:
         age = time.time() - payload.fetched_at
         return -self.fresh_for < age < self.fresh_for
 
-    def _served_payload(self, category: MODEL_REFERENCE_CATEGORY, payload: CategoryPayload) -> CategoryPayload:
+    def _inner_changed(self, category: MODEL_REFERENCE_CATEGORY) -> None:
+        """The wrapped backend has newer data: the next fetch skips the Redis entry and rewrites it."""
+        self._changed.add(category)
+        self._notify(category)
+
+    def _notify(self, category: MODEL_REFERENCE_CATEGORY) -> None:
+        for callback in list(self._callbacks):
+            try:
+                callback(category)
+            except Exception:
+                _log.exception("invalidation_callback_failed", backend=self.name, category=category.value)
+
+    def _served_payload(
+        self, category: MODEL_REFERENCE_CATEGORY, payload: CategoryPayload
+    ) -> CategoryPayload:
         previous = self._served.get(category)
         self._served[category] = payload.digest
         self._fetched[category] = time.time()
         if previous is not None and previous != payload.digest:
-            for callback in list(self._callbacks):
-                try:
-                    callback(category)
-                except Exception:
-                    _log.exception("invalidation_callback_failed", backend=self.name, category=category.value)
+            self._notify(category)
         return payload
 
     async def _call(

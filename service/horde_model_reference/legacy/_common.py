@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from horde_model_reference.catalog import RecordIssue
 from horde_model_reference.errors import CatalogDecodeError
 from horde_model_reference.logs import get_logger
@@ -42,3 +45,10 @@ def suspect(category: str, key: str, reason: str, source: str | None, **context:
     _log.warning(
         "legacy_record_suspect", category=category, model=key, reason=reason, source=source, **context
     )
+
+
+def freeze_values(mapping: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """`mapping` with list values turned into tuples, as the immutable v2 records hold them."""
+    if mapping is None:
+        return None
+    return {key: tuple(value) if isinstance(value, list) else value for key, value in mapping.items()}

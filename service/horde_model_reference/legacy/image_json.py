@@ -28,7 +28,7 @@ import msgspec
 from horde_model_reference.catalog import DecodedCatalog, RecordIssue
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, parse_category
 from horde_model_reference.errors import CatalogDecodeError, NoLegacyFormatError
-from horde_model_reference.legacy._common import RecordRejected, check_input, skipped, suspect
+from horde_model_reference.legacy._common import RecordRejected, check_input, freeze_values, skipped, suspect
 from horde_model_reference.records import (
     DownloadRecord,
     GenericModelRecord,
@@ -108,9 +108,9 @@ def _host(url: str) -> str:
         return ""
 
 
-def _downloads(config: _LegacyConfig | None) -> list[DownloadRecord]:
+def _downloads(config: _LegacyConfig | None) -> tuple[DownloadRecord, ...]:
     if config is None:
-        return []
+        return ()
     files: dict[str, _LegacyFile] = {}
     for entry in config.files or ():
         if entry.path and "yaml" not in entry.path.lower():
@@ -124,7 +124,7 @@ def _downloads(config: _LegacyConfig | None) -> list[DownloadRecord]:
     for path in files:
         if path not in urls:
             raise RecordRejected(f"file {path!r} has no config.download entry", "config.files")
-    return [
+    return tuple(
         DownloadRecord(
             file_name=path,
             file_url=urls[path],
@@ -133,7 +133,7 @@ def _downloads(config: _LegacyConfig | None) -> list[DownloadRecord]:
             known_slow_download=any(host in _host(urls[path]) for host in _SLOW_HOSTS),
         )
         for path, entry in files.items()
-    ]
+    )
 
 
 def _image_record(key: str, legacy: _LegacyImageRecord, source: str | None) -> ImageGenerationModelRecord:
@@ -156,14 +156,14 @@ def _image_record(key: str, legacy: _LegacyImageRecord, source: str | None) -> I
         inpainting=legacy.inpainting,
         baseline=normalize_image_baseline(legacy.baseline),
         optimization=legacy.optimization,
-        tags=legacy.tags or [],
-        showcases=legacy.showcases or [],
+        tags=tuple(legacy.tags or ()),
+        showcases=tuple(legacy.showcases or ()),
         min_bridge_version=legacy.min_bridge_version,
-        trigger=legacy.trigger or [],
+        trigger=tuple(legacy.trigger or ()),
         homepage=legacy.homepage,
         nsfw=bool(legacy.nsfw),
         style=legacy.style,
-        requirements=legacy.requirements,
+        requirements=freeze_values(legacy.requirements),
     )
 
 

@@ -25,7 +25,7 @@ import msgspec
 from horde_model_reference.catalog import DecodedCatalog, RecordIssue
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 from horde_model_reference.errors import CatalogDecodeError
-from horde_model_reference.legacy._common import RecordRejected, check_input, skipped
+from horde_model_reference.legacy._common import RecordRejected, check_input, freeze_values, skipped
 from horde_model_reference.legacy.text_groups import text_model_group
 from horde_model_reference.logs import get_logger
 from horde_model_reference.records import GenericModelRecord, RequirementValue, TextGenerationModelRecord
@@ -102,7 +102,7 @@ def _record(cells: dict[str, str]) -> TextGenerationModelRecord:
         raise RecordRejected(
             f"settings {settings_cell!r} is not a flat JSON object: {exc}", "settings"
         ) from None
-    tags = [tag.strip() for tag in cells.get("tags", "").split(",") if tag.strip()]
+    tags = tuple(tag.strip() for tag in cells.get("tags", "").split(",") if tag.strip())
     return TextGenerationModelRecord(
         name=name,
         description=cells.get("description", ""),
@@ -115,7 +115,7 @@ def _record(cells: dict[str, str]) -> TextGenerationModelRecord:
         url=cells.get("url", ""),
         tags=tags,
         instruct_format=cells.get("instruct_format") or None,
-        settings=settings,
+        settings=freeze_values(settings),
         text_model_group=text_model_group(name),
     )
 
