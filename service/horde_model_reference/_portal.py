@@ -2,52 +2,79 @@
 
 Sync code (a worker with no event loop, or sync code called from inside someone else's loop)
 runs coroutines here through an anyio blocking portal, so it never blocks a loop it does not own.
-The thread starts on first use and stops at interpreter exit.
+The thread starts on first use. It is a daemon thread, so it never keeps a finished program alive;
+at interpreter exit its tasks (a bus subscription, say) are cancelled and given a moment to close
+their connections.
 """
 
 from __future__ import annotations
 
 import atexit
+import queue
 import threading
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager
-from typing import TypeVar, TypeVarTuple, Unpack
+from typing import TypeVar, TypeVarTuple
 
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+import anyio
+from anyio.from_thread import BlockingPortal
 
 __all__ = ["get_portal", "run_sync", "shutdown_portal"]
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
+_SHUTDOWN_TIMEOUT = 5.0
+
 _lock = threading.Lock()
 _portal: BlockingPortal | None = None
-_context: AbstractContextManager[BlockingPortal] | None = None
+_thread: threading.Thread | None = None
+
+
+def _serve(handoff: queue.Queue[BlockingPortal | BaseException]) -> None:
+    async def main() -> None:
+        async with BlockingPortal() as portal:
+            handoff.put(portal)
+            await portal.sleep_until_stopped()
+
+    try:
+        anyio.run(main, backend="asyncio")
+    except BaseException as exc:  # noqa: BLE001 - handed to the thread that asked for the portal
+        handoff.put(exc)
 
 
 def get_portal() -> BlockingPortal:
     """The shared portal, started on first use."""
-    global _portal, _context
+    global _portal, _thread
     portal = _portal
     if portal is not None:
         return portal
     with _lock:
         if _portal is None:
-            _context = start_blocking_portal(backend="asyncio")
-            _portal = _context.__enter__()
+            handoff: queue.Queue[BlockingPortal | BaseException] = queue.Queue()
+            _thread = threading.Thread(target=_serve, args=(handoff,), name="hmr-portal", daemon=True)
+            _thread.start()
+            started = handoff.get()
+            if isinstance(started, BaseException):
+                raise started
+            _portal = started
             atexit.register(shutdown_portal)
         return _portal
 
 
-def run_sync(func: Callable[[Unpack[Ts]], Awaitable[T]], *args: *Ts) -> T:
+def run_sync(func: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
     """Run the coroutine function `func(*args)` on the background loop and return its result."""
     return get_portal().call(func, *args)
 
 
 def shutdown_portal() -> None:
-    """Stop the background loop (waits for the tasks it runs to finish or be cancelled)."""
-    global _portal, _context
+    """Cancel the background loop's tasks and stop it (bounded by a few seconds)."""
+    global _portal, _thread
     with _lock:
-        context, _context, _portal = _context, None, None
-    if context is not None:
-        context.__exit__(None, None, None)
+        portal, thread, _portal, _thread = _portal, _thread, None, None
+    if portal is None or thread is None:
+        return
+    try:
+        portal.start_task_soon(portal.stop, True)
+    except RuntimeError:
+        return
+    thread.join(_SHUTDOWN_TIMEOUT)

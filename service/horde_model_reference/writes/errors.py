@@ -1,0 +1,207 @@
+"""Write-path exceptions, each with a stable `code` (the `WriteErrorReply.code` on the wire).
+
+Errors shared with the rest of the package keep their own types; `error_reply` maps them too:
+`UnknownCategoryError` -> unknown_category, `InvalidModelNameError` -> invalid_name,
+`RecordDecodeError` -> invalid_record, `ModelNotFoundError` -> not_found, `ConflictError` ->
+conflict, `CategoryNotFoundError` -> not_served.
+"""
+
+from __future__ import annotations
+
+import reprlib
+from typing import ClassVar
+
+from horde_model_reference.errors import (
+    CategoryNotFoundError,
+    ConflictError,
+    InvalidModelNameError,
+    ModelNotFoundError,
+    ModelReferenceError,
+    RecordDecodeError,
+    UnknownCategoryError,
+)
+from horde_model_reference.writes.contracts import WriteErrorReply
+
+__all__ = [
+    "AuthUnavailableError",
+    "ChangeNotFoundError",
+    "ChangeStateError",
+    "ForbiddenError",
+    "InvalidRequestError",
+    "PayloadTooLargeError",
+    "ReasonRequiredError",
+    "RecordExistsError",
+    "UnauthorizedError",
+    "WriteError",
+    "WritesUnavailableError",
+    "error_code",
+    "error_reply",
+]
+
+
+class WriteError(ModelReferenceError):
+    """Base class of the write path's own errors."""
+
+    code: ClassVar[str] = "write_error"
+
+
+class UnauthorizedError(WriteError):
+    """No API key, an unknown one, or no allowlist configured at all (fail closed)."""
+
+    code = "unauthorized"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"unauthorized: {reason}")
+
+
+class ForbiddenError(WriteError):
+    """A known key without the role the command needs (a requester trying to approve)."""
+
+    code = "forbidden"
+
+    def __init__(self, actor: str, role: str, command: str) -> None:
+        self.actor = actor
+        self.role = role
+        self.command = command
+        super().__init__(f"{actor} may not {command}: the {role} role is required")
+
+
+class AuthUnavailableError(WriteError):
+    """The AI-Horde find_user endpoint could not be asked (timeout, connection error)."""
+
+    code = "auth_unavailable"
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"cannot verify the API key at {url}: {reason}")
+
+
+class InvalidRequestError(WriteError, ValueError):
+    """A command field with a value that cannot be used."""
+
+    code = "bad_request"
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{field}={reprlib.repr(value)}: {reason}")
+
+
+class PayloadTooLargeError(WriteError, ValueError):
+    """A proposed record (or request) larger than `max_payload_bytes`."""
+
+    code = "too_large"
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"payload of {size} bytes exceeds the limit of {limit} bytes")
+
+
+class RecordExistsError(WriteError):
+    """A create of a record that already exists."""
+
+    code = "already_exists"
+
+    def __init__(self, category: str, name: str) -> None:
+        self.category = category
+        self.name = name
+        super().__init__(f"model {name!r} already exists in category {category!r}: propose an update")
+
+
+class ChangeNotFoundError(WriteError, LookupError):
+    """A change id (or batch) that is not in the queue."""
+
+    code = "change_not_found"
+
+    def __init__(self, change_id: int | str) -> None:
+        self.change_id = change_id
+        super().__init__(f"change {change_id!r} is not in the queue")
+
+
+class ChangeStateError(WriteError):
+    """A transition from the wrong state (approve of a non-pending change, apply of a non-approved one)."""
+
+    code = "invalid_state"
+
+    def __init__(self, change_id: int, status: str, expected: str) -> None:
+        self.change_id = change_id
+        self.status = status
+        self.expected = expected
+        super().__init__(f"change {change_id} is {status}, not {expected}")
+
+
+class ReasonRequiredError(WriteError, ValueError):
+    """A reject without a reason."""
+
+    code = "reason_required"
+
+    def __init__(self, change_ids: list[int]) -> None:
+        self.change_ids = change_ids
+        super().__init__(f"rejecting changes {change_ids} needs a non-empty reason")
+
+
+class WritesUnavailableError(WriteError):
+    """This service cannot write (a REPLICA, a read-only backend, or the write path is not running)."""
+
+    code = "read_only"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"writes are not available here: {reason}")
+
+
+_SHARED_CODES: tuple[tuple[type[Exception], str], ...] = (
+    (UnknownCategoryError, "unknown_category"),
+    (InvalidModelNameError, "invalid_name"),
+    (RecordDecodeError, "invalid_record"),
+    (ModelNotFoundError, "not_found"),
+    (ConflictError, "conflict"),
+    (CategoryNotFoundError, "not_served"),
+)
+_DETAIL_FIELDS = (
+    "category",
+    "name",
+    "change_id",
+    "status",
+    "expected",
+    "actual",
+    "field",
+    "reason",
+    "size",
+    "limit",
+    "role",
+    "actor",
+)
+
+
+def error_code(exc: BaseException) -> str:
+    """The wire code of `exc` ("internal" for anything unexpected)."""
+    if isinstance(exc, WriteError):
+        return exc.code
+    for kind, code in _SHARED_CODES:
+        if isinstance(exc, kind):
+            return code
+    return "internal"
+
+
+def _detail(value: object) -> str | int | float | None:
+    if value is None or isinstance(value, str | int | float):
+        return value
+    return str(value)
+
+
+def error_reply(exc: BaseException, request_id: str | None) -> WriteErrorReply:
+    """The `WriteErrorReply` for `exc`; unexpected errors get a generic message (details are logged)."""
+    code = error_code(exc)
+    if code == "internal":
+        return WriteErrorReply(
+            code=code, message="the service failed to handle the command", request_id=request_id
+        )
+    details = {name: _detail(getattr(exc, name)) for name in _DETAIL_FIELDS if hasattr(exc, name)}
+    if isinstance(exc, InvalidModelNameError):
+        details["name"] = _detail(exc.name)
+    return WriteErrorReply(code=code, message=str(exc), details=details, request_id=request_id)

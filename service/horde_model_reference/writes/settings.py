@@ -1,0 +1,60 @@
+"""The `writes` settings group: who may propose and approve, and the write path's bounds.
+
+Environment (comma-separated lists):
+
+    HORDE_MODEL_REFERENCE_WRITES__REQUESTER_KEYS=key1,sha256:<hex of key2>
+    HORDE_MODEL_REFERENCE_WRITES__APPROVER_KEYS=...
+    HORDE_MODEL_REFERENCE_WRITES__HORDE_API_URL=https://aihorde.net/api
+    HORDE_MODEL_REFERENCE_WRITES__REQUESTER_IDS=1234,5678
+    HORDE_MODEL_REFERENCE_WRITES__APPROVER_IDS=1
+
+A key may be given as itself or as `sha256:<hex digest>` so the raw key need not be configured.
+Approvers are requesters too. With every allowlist empty, every write command is refused.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "WriteSettings"]
+
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+"""The largest proposed record (encoded JSON bytes) accepted by default."""
+
+
+def _split(value: str | list[str]) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(item.strip() for item in items if item and item.strip())
+
+
+class WriteSettings(msgspec.Struct, kw_only=True):
+    """Authorisation allowlists and bounds of the write path (settings group `writes`)."""
+
+    requester_keys: str | list[str] = ""
+    """API keys (or `sha256:<hex>` of keys) that may propose and read the queue."""
+    approver_keys: str | list[str] = ""
+    """API keys (or `sha256:<hex>`) that may also approve, reject, apply and purge."""
+    horde_api_url: str | None = None
+    """When set, a key not in the lists above is verified with `GET <url>/v2/find_user`."""
+    requester_ids: str | list[str] = ""
+    """AI-Horde user ids (the number after `#` in the username) allowed to propose."""
+    approver_ids: str | list[str] = ""
+    """AI-Horde user ids allowed to approve, reject, apply and purge."""
+    horde_timeout: float = 10.0
+    horde_cache_seconds: float = 60.0
+    """How long a find_user answer is reused for the same key."""
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    audit_segment_bytes: int = 8 * 1024 * 1024
+    """An audit segment file is rotated once it reaches this size."""
+    apply_lock_timeout: float = 60.0
+    """How long an apply waits for another applier (any process) to finish."""
+    refresh_timeout: float = 10.0
+    """How long an apply waits for the fetcher actor to publish the new revision."""
+
+    def keys(self, role: str) -> tuple[str, ...]:
+        """The configured keys (or `sha256:` digests) of `role` ("requester" or "approver")."""
+        return _split(self.approver_keys if role == "approver" else self.requester_keys)
+
+    def user_ids(self, role: str) -> tuple[str, ...]:
+        """The configured AI-Horde user ids of `role`."""
+        return _split(self.approver_ids if role == "approver" else self.requester_ids)

@@ -1,0 +1,48 @@
+"""The README's consumer example runs as written against a real service on real NATS."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from bus_harness import REPO_ROOT, running_service
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+
+def _python_blocks() -> list[str]:
+    text = (REPO_ROOT / "README.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+
+
+async def test_readme_consumer_example_runs(tmp_path: Path, shared_data: Path, nats_url: str) -> None:
+    [example] = _python_blocks()
+    assert 'nats_url="nats://127.0.0.1:4222"' in example
+    base = tmp_path / "primary"
+    shutil.copytree(shared_data / "golden-v2", base)
+    script = tmp_path / "example.py"
+    script.write_text(example.replace("nats://127.0.0.1:4222", nats_url) + "\nprint('sdxl', len(sdxl))\n")
+    async with running_service(base, nats_url=nats_url, subject_prefix="hmr.v1") as service:
+        result = await anyio.to_thread.run_sync(
+            lambda: subprocess.run(
+                [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+            )
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        lines = result.stdout.splitlines()
+        assert lines[-2] == str(service.revision("image_generation"))
+        assert lines[-1].startswith("sdxl ") and int(lines[-1].split()[1]) > 0
+
+
+def test_readme_names_the_two_commands() -> None:
+    text = (REPO_ROOT / "README.md").read_text()
+    assert "make run" in text and "make test" in text
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert re.search(r"^run:", makefile, flags=re.MULTILINE) and re.search(
+        r"^test:", makefile, flags=re.MULTILINE
+    )
