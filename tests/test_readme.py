@@ -10,6 +10,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+
 from bus_harness import REPO_ROOT, running_service
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]

@@ -38,7 +38,7 @@ def _serve(handoff: queue.Queue[BlockingPortal | BaseException]) -> None:
 
     try:
         anyio.run(main, backend="asyncio")
-    except BaseException as exc:  # noqa: BLE001 - handed to the thread that asked for the portal
+    except BaseException as exc:
         handoff.put(exc)
 
 

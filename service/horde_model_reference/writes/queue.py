@@ -149,7 +149,7 @@ class ChangeQueue:
         """Blocking variant of `transact` (runs in the caller's thread)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         with self._thread_lock, file_lock(self._lock_path):
-            state = QueueState(self._load())
+            state = QueueState(self._load(cached=False))
             result = operation(state)
             if state.modified:
                 document = state.document()
@@ -172,11 +172,12 @@ class ChangeQueue:
             return None
         return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
-    def _load(self) -> _Document:
+    def _load(self, *, cached: bool = True) -> _Document:
+        """The document on disk; under the lock it is always re-read (a signature can repeat)."""
         signature = self._signature()
         if signature is None:
             return _Document()
-        if self._cached is not None and self._cached[0] == signature:
+        if cached and self._cached is not None and self._cached[0] == signature:
             return self._cached[1]
         try:
             document = _DECODER.decode(self.path.read_bytes())
