@@ -13,6 +13,9 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
+import anyio
+from anyio.abc import TaskStatus
+
 from horde_model_reference._portal import get_portal, run_sync
 from horde_model_reference.backends.base import ModelReferenceBackend
 from horde_model_reference.backends.filesystem import LocalReadOnlyBackend
@@ -64,6 +67,7 @@ class ModelReferenceManager(TypedAccessMixin, ReadApi):
         nats_url: str | None = _UNSET,
         settings: HordeModelReferenceSettings | None = None,
         provider_timeout: float | None = None,
+        start_bus: bool = True,
     ) -> None:
         requested = {
             "backend": backend,
@@ -79,7 +83,7 @@ class ModelReferenceManager(TypedAccessMixin, ReadApi):
                 return
             self._setup(requested, settings or load_settings(), provider_timeout)
             self._initialised = True
-        self._start_prefetch()
+        self._start_prefetch(start_bus)
 
     # ----------------------------------------------------------------- construction
 
@@ -152,8 +156,10 @@ class ModelReferenceManager(TypedAccessMixin, ReadApi):
                     f"cannot construct it again with {key}={value!r} (call ModelReferenceManager.reset() first)"
                 )
 
-    def _start_prefetch(self) -> None:
+    def _start_prefetch(self, start_bus: bool) -> None:
         if self._bus is not None:
+            if not start_bus:
+                return
             self._bus.start_in_background()
         strategy = self._prefetch_strategy
         if strategy is PrefetchStrategy.SYNC:
@@ -193,6 +199,18 @@ class ModelReferenceManager(TypedAccessMixin, ReadApi):
             instance, cls._instance = cls._instance, None
         if instance is not None and instance._initialised:
             instance.close()
+
+    async def run_bus(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Follow the bus on the caller's event loop until cancelled (for async applications).
+
+        Construct the manager with `start_bus=False`, then `await tg.start(manager.run_bus)`:
+        `tg.start` returns once the initial sync is complete.
+        """
+        if self._bus is None:
+            raise RuntimeError(
+                "ModelReferenceManager has no NATS URL: construct it with nats_url=... to follow the bus"
+            )
+        await self._bus.run(task_status=task_status)
 
     def close(self) -> None:
         """Stop following the bus and release the backend."""

@@ -82,6 +82,7 @@ class BusConsumer:
         self._send: MemoryObjectSendStream[_Item] | None = None
         self._future: Future[None] | None = None
         self._pending: set[str] = set()
+        self._running = False
         self._tg: anyio.abc.TaskGroup | None = None
         self.stats = {"patched": 0, "snapshots_redis": 0, "snapshots_nats": 0, "ignored": 0, "resyncs": 0}
         """Counters: deltas patched, snapshots read from Redis and over NATS, events ignored, resyncs."""
@@ -119,6 +120,15 @@ class BusConsumer:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Sync until cancelled. `task_status.started()` fires after the initial sync."""
+        if self._running:
+            raise RuntimeError("this BusConsumer is already running (in the background or another task)")
+        self._running = True
+        try:
+            await self._run(task_status)
+        finally:
+            self._running = False
+
+    async def _run(self, task_status: TaskStatus[None]) -> None:
         send, receive = anyio.create_memory_object_stream[_Item](max_buffer_size=math.inf)
         self._send = send
         if self.options.redis_url:
