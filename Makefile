@@ -1,5 +1,7 @@
 # One-command setup, run and test. Every target creates the virtualenv it needs.
-PYTHON ?= python3.11
+# The first Python >= 3.11 found (override with `make PYTHON=/path/to/python ...`).
+PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -8,7 +10,7 @@ EXAMPLE ?= examples/reference
 .PHONY: setup run test test-fast lint bench contracts clean
 
 $(STAMP): pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python >= 3.11) on PATH, or run: make PYTHON=python3.X ..."; exit 1; }
+	@test -n "$(PYTHON)" || { echo "need Python >= 3.11 on PATH (or: make PYTHON=/path/to/python3.11 ...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

@@ -64,7 +64,9 @@ class Row:
 
     Values are in base units (`ns`, `bytes`, ...). `ratio` is how many times better ours is:
     baseline / ours when lower is better (time, memory), ours / baseline when higher is better.
-    `goal` is the minimum ratio wanted (None: informational row).
+    `goal` is the minimum ratio wanted (None: informational row). `limit` is an absolute goal: the
+    most `ours` may be, in the row's unit (for goals such as "p99 under 50 ms" or "no reads at
+    all"); a row with both passes only when both hold.
     """
 
     name: str
@@ -76,6 +78,7 @@ class Row:
     note: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     paired_ratio: float | None = None  # set when measured pairwise (see `TimedResult.row`)
+    limit: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -88,8 +91,12 @@ class Row:
     @property
     def status(self) -> str:
         ratio = self.ratio
-        if self.goal is None:
+        if self.goal is None and self.limit is None:
             return "info"
+        if self.limit is not None and (self.ours is None or self.ours > self.limit):
+            return "n/a" if self.ours is None else "FAIL"
+        if self.goal is None:
+            return "pass"
         if ratio is None:
             return "n/a"
         return "pass" if ratio >= self.goal else "FAIL"
@@ -103,6 +110,7 @@ class Row:
             "ratio": self.ratio,
             "better": self.better,
             "goal": self.goal,
+            "limit": self.limit,
             "status": self.status,
             "note": self.note,
             "details": self.details,
@@ -145,7 +153,10 @@ def render_table(sections: Sequence[tuple[str, Sequence[Row], str | None]]) -> s
         if message:
             lines.append((bench, message, "", "", "", "", "", ""))
         for row in rows:
-            goal = "-" if row.goal is None else f">= {row.goal:g}x"
+            goals = [] if row.goal is None else [f">= {row.goal:g}x"]
+            if row.limit is not None:
+                goals.append(f"<= {format_value(row.limit, row.unit)}")
+            goal = ", ".join(goals) or "-"
             lines.append(
                 (
                     bench,
@@ -263,12 +274,20 @@ class Worker:
         except (BrokenPipeError, queue.Empty):
             line = None
         if line is None:
+            self._stop()
+            stderr = ""
+            if not self._stderr.closed:
+                self._stderr.seek(0)
+                stderr = self._stderr.read()
             self.close()
-            self._stderr.seek(0)
-            raise ProbeError(f"{self.script} worker died or hung on {op!r}:\n{_tail(self._stderr.read())}")
+            raise ProbeError(f"{self.script} worker died or hung on {op!r}:\n{_tail(stderr)}")
         return _result_of(self.script, line)
 
     def close(self) -> None:
+        self._stop()
+        self._stderr.close()
+
+    def _stop(self) -> None:
         if self._proc.poll() is None:
             with contextlib.suppress(OSError):
                 assert self._proc.stdin is not None
@@ -278,7 +297,6 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
-        self._stderr.close()
 
     def __enter__(self) -> Worker:
         return self

@@ -60,7 +60,8 @@ def test_every_event_record_category_and_write_type_has_a_schema() -> None:
     expected = {f"schemas/events/{cls.__name__}.json" for cls in contracts.EVENT_TYPES}
     expected |= {f"schemas/records/{cls.__name__}.json" for cls in contracts.record_types()}
     expected |= {f"schemas/catalogs/{category.value}.json" for category in MODEL_REFERENCE_CATEGORY}
-    expected |= {f"schemas/writes/{cls.__name__}.json" for cls in contracts.write_types()}
+    writes = contracts.load_write_contracts()
+    expected |= {f"schemas/writes/{cls.__name__}.json" for cls in (writes.types() if writes else [])}
     assert expected <= files
     assert {"asyncapi.json", "README.md"} <= files
 
@@ -83,8 +84,10 @@ def test_every_ref_in_the_asyncapi_document_resolves() -> None:
         "hmr.v1.snapshot.{category}",
         "hmr.v1.health",
     } <= addresses
-    if contracts.write_types():
-        assert "hmr.v1.write.{command}" in addresses
+    writes = contracts.load_write_contracts()
+    for name, command in (writes.commands if writes else {}).items():
+        (channel,) = [c for c in document["channels"].values() if c["address"] == f"hmr.v1.write.{name}"]
+        assert list(channel["messages"]) == [command.__name__]
 
 
 def test_every_schema_is_a_valid_json_schema() -> None:
@@ -95,7 +98,7 @@ def test_every_schema_is_a_valid_json_schema() -> None:
 
 
 def test_the_check_command_reports_a_stale_file(tmp_path: Path) -> None:
-    contracts.write_contracts(tmp_path)
+    contracts.write_contract_files(tmp_path)
     assert contracts.main([str(tmp_path), "--check"]) == 0
     (tmp_path / "schemas" / "events" / "Heartbeat.json").write_text("{}\n")
     (tmp_path / "schemas" / "events" / "Old.json").write_text("{}\n")
@@ -104,7 +107,7 @@ def test_the_check_command_reports_a_stale_file(tmp_path: Path) -> None:
         "extra: schemas/events/Old.json",
     ]
     assert contracts.main([str(tmp_path), "--check"]) == 1
-    contracts.write_contracts(tmp_path)
+    contracts.write_contract_files(tmp_path)
     assert contracts.check(tmp_path) == []
 
 

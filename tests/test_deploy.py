@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -87,16 +88,23 @@ def _nats_binary() -> Path:
         pytest.skip(str(exc))
 
 
-def _parse_hmr(args: list[str]) -> Any:
-    """Parse `args` with the real `hmr` parser (skips while `hmr serve --http` has not landed)."""
+def _hmr_rejects(args: list[str]) -> str | None:
+    """Why the real `hmr` parser refuses `args` (None when it accepts them)."""
     errors = io.StringIO()
     try:
         with contextlib.redirect_stderr(errors):
-            return build_parser().parse_args(args)
+            build_parser().parse_args(args)
     except SystemExit:
-        if "--http" in args and "--http" in errors.getvalue():
-            pytest.skip("`hmr serve --http` (the HTTP face, issue 7) is not there yet")
-        raise AssertionError(f"hmr rejects {args}: {errors.getvalue()}") from None
+        return errors.getvalue()
+    return None
+
+
+def _parse_hmr(args: list[str]) -> None:
+    """Check `args` with the real `hmr` parser (skips while `hmr serve --http` has not landed)."""
+    rejection = _hmr_rejects(args)
+    if rejection and "--http" in args and "--http" in rejection:
+        pytest.skip("`hmr serve --http` (the HTTP face, issue 7) is not wired into the CLI yet")
+    assert rejection is None, f"hmr rejects {args}: {rejection}"
 
 
 def _render_helm_merge(values: dict[str, Any]) -> str:
@@ -194,6 +202,21 @@ async def _eventually(condition: Callable[[], bool], timeout: float = 3.0) -> No
             await anyio.sleep(0.02)
 
 
+async def _answer(client: Any, subject: str) -> bytes:
+    """The reply to a request. A request right after the responder subscribed sometimes gets
+    "no responders" from nats-server 2.15 even after a flush (seen without any permissions too),
+    so that one answer is retried, as the consumer's resync does."""
+    for _ in range(5):
+        try:
+            reply = await client.request(subject, b"", timeout=2)
+        except nats.errors.NoRespondersError:
+            await anyio.sleep(0.05)
+            continue
+        data: bytes = reply.data
+        return data
+    raise AssertionError(f"no answer on {subject}")
+
+
 # -- NATS ---------------------------------------------------------------------------------------
 
 
@@ -279,17 +302,16 @@ async def test_only_the_service_publishes_and_consumers_only_follow_and_request_
             await service.subscribe("hmr.v1.snapshot.*", cb=answer)
             await service.subscribe("hmr.v1.health", cb=answer)
             await service.flush()
-            reply = await consumer.request("hmr.v1.snapshot.clip", b"", timeout=2)
-            assert reply.data == b"answer:hmr.v1.snapshot.clip"
-            assert (await operator.request("hmr.v1.health", b"", timeout=2)).data == b"answer:hmr.v1.health"
+            assert await _answer(consumer, "hmr.v1.snapshot.clip") == b"answer:hmr.v1.snapshot.clip"
+            assert await _answer(operator, "hmr.v1.health") == b"answer:hmr.v1.health"
 
             # Consumers may not ask for health, nor listen where the service answers.
-            with pytest.raises(nats.errors.TimeoutError):
+            with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
                 await consumer.request("hmr.v1.health", b"", timeout=0.5)
             await consumer.subscribe("hmr.v1.snapshot.*")
             await consumer.flush()
             await _eventually(lambda: violations("consumer", "subscription") >= 1)
-            assert violations("consumer", "publish") == 3
+            await _eventually(lambda: violations("consumer", "publish") >= 3)
 
             # The service publishes nowhere else.
             await service.publish("hmr.v1.snapshot.clip", b"x")
@@ -395,15 +417,18 @@ def test_hmr_serve_and_the_example_consumer_run_over_tls_with_role_credentials(
         return f"rediss://hmr-{role}:{password}@127.0.0.1:{redis_port}/0?ssl_ca_certs={certs / 'ca.pem'}"
 
     with _nats_with_accounts(tmp_path, "compose", certs) as url, _optional_server(redis_args, redis_port):
+        serve_args = [
+            "serve",
+            "--base-path",
+            str(base),
+            "--seed-from",
+            str(REPO_ROOT / "examples" / "reference"),
+        ]
+        http_port = None if _hmr_rejects([*serve_args, "--http", "1"]) else free_port()
+        if http_port is not None:
+            serve_args += ["--http", str(http_port)]
         serve = subprocess.Popen(
-            [
-                *hmr,
-                "serve",
-                "--base-path",
-                str(base),
-                "--seed-from",
-                str(REPO_ROOT / "examples" / "reference"),
-            ],
+            [*hmr, *serve_args],
             env=_role_env("service", url, certs, redis_url("service")),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -413,6 +438,10 @@ def test_hmr_serve_and_the_example_consumer_run_over_tls_with_role_credentials(
         try:
             status = _wait_status(hmr, _role_env("operator", url, certs, None), serve)
             assert "clip" in status and "nats=up" in status
+            if http_port is not None:  # the probes of deploy/k8s and the compose healthcheck
+                for path in ("/api/health", "/api/ready"):
+                    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}{path}", timeout=5) as answer:
+                        assert answer.status == 200, path
             consumer = subprocess.Popen(
                 [
                     sys.executable,
@@ -514,8 +543,8 @@ def test_compose_has_the_cluster_redis_the_primary_and_two_consumers() -> None:
     assert "/api/ready" in " ".join(hmr["healthcheck"]["test"])
     for consumer in ("consumer-1", "consumer-2"):
         assert services[consumer]["entrypoint"] == ["python", "/app/examples/consumer.py"]
-    args = _parse_hmr(hmr["command"])
-    assert args.command == "serve"
+    assert hmr["command"][0] == "serve"
+    _parse_hmr(hmr["command"])
 
 
 def test_compose_environment_names_are_real_settings_and_load() -> None:

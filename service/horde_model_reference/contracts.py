@@ -6,8 +6,8 @@
     python -m horde_model_reference.contracts --settings-table docs/operators.md   # update it there
 
 `contracts/` gets one JSON Schema (draft 2020-12) per event, reply, record type, category catalog
-and write command, and an AsyncAPI 3.0 document of the subjects. Output is deterministic (sorted
-keys, two-space indent, a trailing newline), so a test compares it with the committed files.
+and write command or reply, and an AsyncAPI 3.0 document of the subjects. Output is deterministic
+(sorted keys, two-space indent, a trailing newline), so a test compares it with the committed files.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import importlib
 import inspect
 import json
 import sys
+import typing
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -43,15 +44,18 @@ __all__ = [
     "CONTRACTS_VERSION",
     "EVENT_TYPES",
     "PROCESS_VARIABLES",
+    "WriteContracts",
+    "asyncapi_document",
     "check",
     "generate",
+    "load_write_contracts",
     "main",
     "record_types",
     "replace_settings_table",
     "setting_variables",
     "settings_table",
-    "write_contracts",
-    "write_types",
+    "settings_table_block",
+    "write_contract_files",
 ]
 
 _log = get_logger(__name__)
@@ -71,9 +75,20 @@ EVENT_TYPES: tuple[type[msgspec.Struct], ...] = (
 )
 """Every event and reply on the bus (bus/events.py)."""
 
-WRITE_CONTRACT_MODULES = ("horde_model_reference.writes.contracts", "horde_model_reference.writes.commands")
-"""Where the write commands and replies live; the first module that exists is exported."""
-_REPLY_SUFFIXES = ("Reply", "Result", "Response")
+WRITE_CONTRACTS_MODULE = "horde_model_reference.writes.contracts"
+"""Where the write path defines its commands (`COMMAND_TYPES`) and replies (the `WriteReply` union)."""
+
+
+class WriteContracts(NamedTuple):
+    """The write commands by name (the last token of `<prefix>.write.<name>`) and their replies."""
+
+    commands: dict[str, type[msgspec.Struct]]
+    replies: tuple[type[msgspec.Struct], ...]
+
+    def types(self) -> list[type[msgspec.Struct]]:
+        """Every command and reply Struct, by class name."""
+        return sorted({*self.commands.values(), *self.replies}, key=lambda cls: cls.__name__)
+
 
 PROCESS_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("AIWORKER_CACHE_HOME", "unset", "Base path fallback: `$AIWORKER_CACHE_HOME/horde_model_reference`."),
@@ -132,25 +147,16 @@ def record_types() -> list[type[GenericModelRecord]]:
     return sorted(set(MODEL_RECORD_TYPE_LOOKUP.values()), key=lambda cls: cls.__name__)
 
 
-def write_types() -> list[type[msgspec.Struct]]:
-    """The write commands and replies (empty until a module of `WRITE_CONTRACT_MODULES` exists)."""
-    for name in WRITE_CONTRACT_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and name.startswith(exc.name):
-                continue
-            raise
-        names = getattr(module, "__all__", None) or [n for n in vars(module) if not n.startswith("_")]
-        found = {
-            obj
-            for obj in (getattr(module, n) for n in names)
-            if isinstance(obj, type)
-            and issubclass(obj, msgspec.Struct)
-            and obj.__module__.startswith("horde_model_reference.writes")
-        }
-        return sorted(found, key=lambda cls: cls.__name__)
-    return []
+def load_write_contracts() -> WriteContracts | None:
+    """The write contracts, or None while the writes package does not exist."""
+    try:
+        module = importlib.import_module(WRITE_CONTRACTS_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and WRITE_CONTRACTS_MODULE.startswith(exc.name):
+            return None
+        raise
+    commands = dict(sorted(module.COMMAND_TYPES.items()))
+    return WriteContracts(commands, tuple(typing.get_args(module.WriteReply)))
 
 
 def _tidy(node: Any) -> Any:
@@ -192,77 +198,64 @@ def _encode(document: Any) -> bytes:
 # -- AsyncAPI -----------------------------------------------------------------------------------
 
 
-def _message(name: str, summary: str, *, payload: bool = True) -> dict[str, Any]:
-    message: dict[str, Any] = {"name": name, "title": name, "summary": summary}
-    message["contentType"] = "application/json"
-    if payload:
-        message["payload"] = {"$ref": f"#/components/schemas/{name}"}
+def _message(cls: type[msgspec.Struct] | None, name: str, summary: str | None = None) -> dict[str, Any]:
+    """A message whose payload is the schema of `cls` (None: an empty body)."""
+    if summary is None:
+        summary = (inspect.getdoc(cls) or name).split("\n")[0]
+    message: dict[str, Any] = {
+        "name": name,
+        "title": name,
+        "summary": summary,
+        "contentType": "application/json",
+    }
+    if cls is not None:
+        message["payload"] = {"$ref": f"#/components/schemas/{cls.__name__}"}
     return message
-
-
-def _refs(kind: str, names: Sequence[str]) -> dict[str, Any]:
-    return {name: {"$ref": f"#/components/{kind}/{name}"} for name in names}
 
 
 def _channel(
     address: str | None, messages: Sequence[str], description: str, roles: dict[str, list[str]]
 ) -> dict[str, Any]:
     channel: dict[str, Any] = {"address": address, "description": description}
-    channel["messages"] = _refs("messages", messages)
+    channel["messages"] = {name: {"$ref": f"#/components/messages/{name}"} for name in messages}
     if address and "{category}" in address:
         channel["parameters"] = {"category": {"$ref": "#/components/parameters/category"}}
-    if address and "{command}" in address:
-        channel["parameters"] = {"command": {"$ref": "#/components/parameters/command"}}
     channel.update({f"x-{role}": who for role, who in roles.items()})
     return channel
 
 
-def _reply(channel: str, messages: Sequence[str]) -> dict[str, Any]:
-    return {
-        "address": {
-            "location": "$message.header#/replyTo",
-            "description": "The request's NATS reply subject (an `_INBOX.>` subject of the requester).",
-        },
-        "channel": {"$ref": f"#/channels/{channel}"},
-        "messages": [{"$ref": f"#/channels/{channel}/messages/{name}"} for name in messages],
-    }
-
-
 def _operation(
-    action: str, channel: str, messages: Sequence[str], summary: str, reply: dict[str, Any] | None = None
+    action: str,
+    channel: str,
+    messages: Sequence[str],
+    summary: str,
+    reply: tuple[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {"action": action, "channel": {"$ref": f"#/channels/{channel}"}}
     operation["summary"] = summary
     operation["messages"] = [{"$ref": f"#/channels/{channel}/messages/{name}"} for name in messages]
     if reply is not None:
-        operation["reply"] = reply
+        reply_channel, reply_messages = reply
+        operation["reply"] = {
+            "address": {
+                "location": "$message.header#/replyTo",
+                "description": "The request's NATS reply subject (an `_INBOX.>` subject of the requester).",
+            },
+            "channel": {"$ref": f"#/channels/{reply_channel}"},
+            "messages": [{"$ref": f"#/channels/{reply_channel}/messages/{name}"} for name in reply_messages],
+        }
     return operation
 
 
 _CONSUMERS = ["ModelReferenceManager(nats_url=...) (BusConsumer)", "hmr watch"]
 _SERVICE = ["hmr serve"]
+_WRITERS = ["the hmr write commands", "the HTTP write endpoints", "operators"]
 
 
-def asyncapi_document(writes: Sequence[type[msgspec.Struct]] = ()) -> dict[str, Any]:
-    """The AsyncAPI 3.0 document of the bus, seen from `hmr serve` (the application it describes)."""
-    prefix = DEFAULT_SUBJECT_PREFIX
-    names = [cls.__name__ for cls in writes]
-    write_requests = [n for n in names if not n.endswith(_REPLY_SUFFIXES)]
-    write_replies = [n for n in names if n.endswith(_REPLY_SUFFIXES)]
-    _, schemas = msgspec.json.schema_components(
-        [*EVENT_TYPES, *record_types(), *writes], ref_template="#/components/schemas/{name}"
-    )
-    messages = {
-        "CategoryChanged": _message("CategoryChanged", "A category changed: revision, digest, names, delta."),
-        "Heartbeat": _message("Heartbeat", "Every category's revision and digest, every few seconds."),
-        "SnapshotRequest": _message("SnapshotRequest", "Ask for a category's snapshot (body may be empty)."),
-        "Snapshot": _message("Snapshot", "A category's revision, digest and v2 catalog."),
-        "ErrorReply": _message("ErrorReply", "A request that could not be answered, and why."),
-        "HealthRequest": _message("HealthRequest", "An empty body.", payload=False),
-        "HealthReply": _message("HealthReply", "The service's health: categories, actors, connections."),
-    }
-    messages.update({n: _message(n, f"Write command `{n}`.") for n in write_requests})
-    messages.update({n: _message(n, f"Reply to a write command: `{n}`.") for n in write_replies})
+def _event_channels(prefix: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Channels, operations and messages of the events, snapshots and health."""
+    messages = {cls.__name__: _message(cls, cls.__name__) for cls in EVENT_TYPES}
+    messages["HealthRequest"] = _message(None, "HealthRequest", "An empty body.")
     channels = {
         "changed": _channel(
             f"{prefix}.changed.{{category}}",
@@ -281,7 +274,7 @@ def asyncapi_document(writes: Sequence[type[msgspec.Struct]] = ()) -> dict[str, 
             f"{prefix}.snapshot.{{category}}",
             ["SnapshotRequest"],
             "Request a category's snapshot (the fallback when Redis is not configured or misses).",
-            {"requested-by": ["ModelReferenceManager(nats_url=...) (BusConsumer)"], "answered-by": _SERVICE},
+            {"requested-by": _CONSUMERS[:1], "answered-by": _SERVICE},
         ),
         "snapshotReply": _channel(
             None,
@@ -308,49 +301,70 @@ def asyncapi_document(writes: Sequence[type[msgspec.Struct]] = ()) -> dict[str, 
             "snapshot",
             ["SnapshotRequest"],
             "Answer a snapshot request.",
-            _reply("snapshotReply", ["Snapshot", "ErrorReply"]),
+            ("snapshotReply", ["Snapshot", "ErrorReply"]),
         ),
         "answerHealth": _operation(
             "receive",
             "health",
             ["HealthRequest"],
             "Answer a health request.",
-            _reply("healthReply", ["HealthReply"]),
+            ("healthReply", ["HealthReply"]),
         ),
     }
-    parameters: dict[str, Any] = {
-        "category": {
-            "description": "A model reference category.",
-            "enum": sorted(category.value for category in MODEL_REFERENCE_CATEGORY),
-        }
+    return channels, operations, messages
+
+
+def _write_channels(
+    prefix: str, writes: WriteContracts
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """One channel and one operation per write command, and the shared reply channel."""
+    replies = [cls.__name__ for cls in writes.replies]
+    messages = {cls.__name__: _message(cls, cls.__name__) for cls in writes.types()}
+    channels: dict[str, Any] = {
+        "writeReply": _channel(
+            None, replies, "The reply to a write command (refusals carry a stable code).", {}
+        )
     }
-    if writes:
-        channels["write"] = _channel(
-            f"{prefix}.write.{{command}}",
-            write_requests,
-            "Write commands, answered by the primary only.",
-            {"requested-by": ["hmr write commands", "the HTTP write endpoints"], "answered-by": _SERVICE},
+    operations: dict[str, Any] = {}
+    for name, cls in writes.commands.items():
+        channels[f"write.{name}"] = _channel(
+            f"{prefix}.write.{name}",
+            [cls.__name__],
+            f"The `{name}` write command, answered by the primary only.",
+            {"requested-by": _WRITERS, "answered-by": _SERVICE},
         )
-        channels["writeReply"] = _channel(
-            None, [*write_replies, "ErrorReply"], "The reply to a write command.", {}
-        )
-        operations["answerWrite"] = _operation(
+        operations[f"answerWrite.{name}"] = _operation(
             "receive",
-            "write",
-            write_requests,
-            "Answer a write command.",
-            _reply("writeReply", [*write_replies, "ErrorReply"]),
+            f"write.{name}",
+            [cls.__name__],
+            f"Answer the `{name}` command.",
+            ("writeReply", replies),
         )
-        parameters["command"] = {"description": "The write command's name."}
+    return channels, operations, messages
+
+
+def asyncapi_document(writes: WriteContracts | None = None) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of the bus, seen from `hmr serve` (the application it describes)."""
+    prefix = DEFAULT_SUBJECT_PREFIX
+    channels, operations, messages = _event_channels(prefix)
+    write_types = writes.types() if writes is not None else []
+    if writes is not None:
+        for part, extra in zip(
+            (channels, operations, messages), _write_channels(prefix, writes), strict=True
+        ):
+            part.update(extra)
+    _, schemas = msgspec.json.schema_components(
+        [*EVENT_TYPES, *record_types(), *write_types], ref_template="#/components/schemas/{name}"
+    )
     return {
         "asyncapi": "3.0.0",
         "info": {
             "title": "horde-model-reference bus",
             "version": CONTRACTS_VERSION,
             "description": (
-                "The AI-Horde model reference on NATS: change events, heartbeats, snapshots and health, "
-                f"JSON encoded. Subject prefix `{prefix}` (configurable: HORDE_MODEL_REFERENCE_NATS__SUBJECT_PREFIX). "
-                f"Generated by {GENERATED_BY}."
+                "The AI-Horde model reference on NATS: change events, heartbeats, snapshots, health and "
+                f"writes, JSON encoded. Subject prefix `{prefix}` (configurable: "
+                f"HORDE_MODEL_REFERENCE_NATS__SUBJECT_PREFIX). Generated by {GENERATED_BY}."
             ),
         },
         "defaultContentType": "application/json",
@@ -361,10 +375,8 @@ def asyncapi_document(writes: Sequence[type[msgspec.Struct]] = ()) -> dict[str, 
                 "description": "A NATS server or cluster (tls://... with TLS). Credentials: user/password, "
                 "token, nkey seed or creds file (see docs/operators.md).",
                 "security": [
-                    {"$ref": "#/components/securitySchemes/userPassword"},
-                    {"$ref": "#/components/securitySchemes/token"},
-                    {"$ref": "#/components/securitySchemes/nkey"},
-                    {"$ref": "#/components/securitySchemes/tls"},
+                    {"$ref": f"#/components/securitySchemes/{scheme}"}
+                    for scheme in ("userPassword", "token", "nkey", "tls")
                 ],
             }
         },
@@ -373,7 +385,12 @@ def asyncapi_document(writes: Sequence[type[msgspec.Struct]] = ()) -> dict[str, 
         "components": {
             "schemas": _tidy(schemas),
             "messages": messages,
-            "parameters": parameters,
+            "parameters": {
+                "category": {
+                    "description": "A model reference category.",
+                    "enum": sorted(category.value for category in MODEL_REFERENCE_CATEGORY),
+                }
+            },
             "securitySchemes": {
                 "userPassword": {"type": "userPassword", "description": "NATS user and password."},
                 "token": {"type": "apiKey", "in": "password", "description": "NATS token."},
@@ -390,24 +407,22 @@ def asyncapi_document(writes: Sequence[type[msgspec.Struct]] = ()) -> dict[str, 
 # -- generation ---------------------------------------------------------------------------------
 
 
+def _struct_schema(cls: type[msgspec.Struct]) -> bytes:
+    return _encode(_schema_file(msgspec.json.schema(cls), cls.__name__))
+
+
 def generate() -> dict[str, bytes]:
     """Every contract file: relative path -> bytes."""
     files: dict[str, bytes] = {}
     for cls in EVENT_TYPES:
-        files[f"schemas/events/{cls.__name__}.json"] = _encode(
-            _schema_file(msgspec.json.schema(cls), cls.__name__)
-        )
-    for cls in record_types():
-        files[f"schemas/records/{cls.__name__}.json"] = _encode(
-            _schema_file(msgspec.json.schema(cls), cls.__name__)
-        )
+        files[f"schemas/events/{cls.__name__}.json"] = _struct_schema(cls)
+    for record in record_types():
+        files[f"schemas/records/{record.__name__}.json"] = _struct_schema(record)
     for category in MODEL_REFERENCE_CATEGORY:
         files[f"schemas/catalogs/{category.value}.json"] = _encode(_catalog_schema(category))
-    writes = write_types()
-    for cls in writes:
-        files[f"schemas/writes/{cls.__name__}.json"] = _encode(
-            _schema_file(msgspec.json.schema(cls), cls.__name__)
-        )
+    writes = load_write_contracts()
+    for cls in writes.types() if writes is not None else []:
+        files[f"schemas/writes/{cls.__name__}.json"] = _struct_schema(cls)
     files["asyncapi.json"] = _encode(asyncapi_document(writes))
     files["README.md"] = _index(sorted(files)).encode()
     return dict(sorted(files.items()))
@@ -450,7 +465,7 @@ def check(out_dir: Path) -> list[str]:
     return problems
 
 
-def write_contracts(out_dir: Path) -> list[str]:
+def write_contract_files(out_dir: Path) -> list[str]:
     """Write every contract file under `out_dir` and delete stale ones; returns the paths changed."""
     fresh = generate()
     changed = []
@@ -612,7 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if problems:
             print("contracts are out of date: run `make contracts`", file=sys.stderr)
         return 1 if problems else 0
-    changed = write_contracts(out_dir)
+    changed = write_contract_files(out_dir)
     print(f"{len(changed)} contract file(s) updated in {out_dir}" if changed else f"{out_dir} is up to date")
     return 0
 

@@ -12,7 +12,9 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -49,15 +51,25 @@ from horde_model_reference.supervisor.actor import ActorContext, CategoryActor, 
 from horde_model_reference.supervisor.config import ServiceConfig, default_poll_interval
 from horde_model_reference.supervisor.state import PersistedCategory, StateFile
 
-__all__ = ["Supervisor", "run_service", "sole_exception"]
+__all__ = ["Component", "Supervisor", "run_service", "sole_exception"]
 
 _log = get_logger(__name__)
+
+Component = Callable[..., Coroutine[Any, Any, None]]
+"""An extra part of the service (the write path): `async def part(supervisor, *, task_status)`.
+
+Started with `task_group.start(part, supervisor)` once the actors made their first pass and before
+the service reports ready; it must call `task_status.started()`, then run until cancelled, and
+handle its own errors (an exception escaping it stops the service).
+"""
 
 
 class Supervisor:
     """Runs the service for one backend; `run()` until cancelled. Methods are for its event loop."""
 
-    def __init__(self, config: ServiceConfig, backend: ModelReferenceBackend) -> None:
+    def __init__(
+        self, config: ServiceConfig, backend: ModelReferenceBackend, *, components: Sequence[Component] = ()
+    ) -> None:
         self.config = config
         self.backend = backend
         self.service_id = config.service_id
@@ -76,6 +88,7 @@ class Supervisor:
         self._token: EventLoopToken | None = None
         self._loop_thread: int | None = None
         self._running = False
+        self._components = tuple(components)
 
     # -- public surface ---------------------------------------------------------------------
 
@@ -83,6 +96,13 @@ class Supervisor:
     def nats_url(self) -> str | None:
         """The NATS URL in use (the embedded server's once started)."""
         return self._nats_url
+
+    @property
+    def nats_link(self) -> NatsLink:
+        """The service's NATS connection (while running), for components that answer requests."""
+        if self._link is None:
+            raise ModelReferenceError("the service is not connected to NATS (not running)")
+        return self._link
 
     @property
     def categories(self) -> tuple[MODEL_REFERENCE_CATEGORY, ...]:
@@ -194,6 +214,8 @@ class Supervisor:
                 if self._store is not None:
                     tg.start_soon(self._watch_redis, self._store, name="redis-watch")
                 self.backend.add_invalidation_callback(self._on_invalidated)
+                for component in self._components:
+                    await tg.start(component, self)
                 _log.info(
                     "service_ready",
                     service_id=self.service_id,
@@ -427,14 +449,16 @@ async def run_service(
     backend: ModelReferenceBackend,
     *,
     handle_signals: bool = True,
+    components: Sequence[Component] = (),
     task_status: TaskStatus[Supervisor] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run `hmr serve` until cancelled or, with `handle_signals`, until SIGTERM/SIGINT.
 
     On a signal it drains in-flight publishes and returns normally (exit status 0). Signals are
     only handled in the main thread. `task_status` receives the running `Supervisor`.
+    `components` (the write path, for one) run in the supervisor's task group (see `Component`).
     """
-    supervisor = Supervisor(config, backend)
+    supervisor = Supervisor(config, backend, components=components)
     try:
         async with anyio.create_task_group() as tg:
             if handle_signals and threading.current_thread() is threading.main_thread():

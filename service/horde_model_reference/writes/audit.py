@@ -136,9 +136,9 @@ class AuditTrail:
         where = where or AuditFilter()
         segments = self.segments()
         for index, path in enumerate(segments):
-            if where.after_id is not None and index + 1 < len(segments):
-                if _first_id(segments[index + 1]) <= where.after_id + 1:
-                    continue
+            later = segments[index + 1] if index + 1 < len(segments) else None
+            if where.after_id is not None and later is not None and _first_id(later) <= where.after_id + 1:
+                continue
             if where.before_id is not None and _first_id(path) >= where.before_id:
                 return
             yield from (event for event in self._read_segment(path) if where.matches(event))
@@ -191,7 +191,7 @@ class AuditTrail:
                 continue
             elif event.operation is Operation.delete:
                 records.pop(event.name, None)
-            elif event.after is not None:
+            elif isinstance(event.after, msgspec.Raw):
                 records[event.name] = event.after
         return records
 

@@ -43,6 +43,7 @@ __all__ = [
     "decode_command",
     "decode_reply",
     "encode_message",
+    "raw_or_none",
 ]
 
 
@@ -99,8 +100,8 @@ class Change(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     name: str
     operation: Operation
     status: ChangeStatus = ChangeStatus.pending
-    record: msgspec.Raw | None = None
-    """The proposed record (validated, v2 JSON); None for a delete."""
+    record: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    """The proposed record (validated, v2 JSON); absent for a delete."""
     base_revision: int | None = None
     """The category revision the change was based on, when the proposer named one."""
     base_digest: str | None = None
@@ -151,8 +152,10 @@ class AuditEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The category revision an applied write produced."""
     catalog_digest: str | None = None
     """The digest of the whole catalog after an applied write (or of a baseline)."""
-    before: msgspec.Raw | None = None
-    after: msgspec.Raw | None = None
+    before: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    """The record before an applied write (absent for a create)."""
+    after: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    """The record proposed or written (absent for a delete)."""
     delta: dict[str, FieldChange] | None = None
     reason: str | None = None
     catalog: dict[str, msgspec.Raw] | None = None
@@ -183,7 +186,8 @@ class ProposeCommand(_Command, frozen=True, kw_only=True, tag="propose"):
     category: str
     name: str
     operation: Operation
-    record: msgspec.Raw | None = None
+    record: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    """The record (a JSON object) for a create or update; leave it out for a delete."""
     base_revision: int | None = None
     base_digest: str | None = None
     notes: str | None = None
@@ -231,7 +235,9 @@ class ApplyCommand(_Command, frozen=True, kw_only=True, tag="apply"):
 class PurgeCommand(_Command, frozen=True, kw_only=True, tag="purge"):
     """Remove finished changes from the queue (the audit trail keeps them) (role: approver)."""
 
-    statuses: list[ChangeStatus] = [ChangeStatus.applied, ChangeStatus.rejected]
+    statuses: list[ChangeStatus] = msgspec.field(
+        default_factory=lambda: [ChangeStatus.applied, ChangeStatus.rejected]
+    )
     older_than: float = 0.0
     """Only changes last updated at least this many seconds ago."""
 
@@ -337,6 +343,16 @@ class WriteErrorReply(msgspec.Struct, frozen=True, kw_only=True, tag="write_erro
 WriteReply = ChangeReply | ChangePage | BatchResult | ApplyResult | PurgeResult | AuditPage | WriteErrorReply
 
 _ENCODER = msgspec.json.Encoder()
+_NULL = b"null"
+
+
+def raw_or_none(value: msgspec.Raw | msgspec.UnsetType | None) -> msgspec.Raw | None:
+    """A raw JSON field as a `Raw`, or None when absent (or JSON null)."""
+    if isinstance(value, msgspec.Raw) and bytes(value).strip() != _NULL:
+        return value
+    return None
+
+
 _REPLY_DECODER = msgspec.json.Decoder(WriteReply)
 _COMMAND_DECODERS = {name: msgspec.json.Decoder(kind) for name, kind in COMMAND_TYPES.items()}
 

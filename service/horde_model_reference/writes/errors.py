@@ -12,6 +12,8 @@ import reprlib
 from typing import ClassVar
 
 from horde_model_reference.errors import (
+    BackendError,
+    CatalogDecodeError,
     CategoryNotFoundError,
     ConflictError,
     InvalidModelNameError,
@@ -23,6 +25,7 @@ from horde_model_reference.errors import (
 from horde_model_reference.writes.contracts import WriteErrorReply
 
 __all__ = [
+    "ApplyBusyError",
     "AuthUnavailableError",
     "ChangeNotFoundError",
     "ChangeStateError",
@@ -154,6 +157,16 @@ class WritesUnavailableError(WriteError):
         super().__init__(f"writes are not available here: {reason}")
 
 
+class ApplyBusyError(WriteError):
+    """Another applier (any process) held the apply lock for longer than the timeout."""
+
+    code = "busy"
+
+    def __init__(self, timeout: float) -> None:
+        self.limit = timeout
+        super().__init__(f"another apply is still running after {timeout:.0f}s; try again")
+
+
 _SHARED_CODES: tuple[tuple[type[Exception], str], ...] = (
     (UnknownCategoryError, "unknown_category"),
     (InvalidModelNameError, "invalid_name"),
@@ -161,6 +174,8 @@ _SHARED_CODES: tuple[tuple[type[Exception], str], ...] = (
     (ModelNotFoundError, "not_found"),
     (ConflictError, "conflict"),
     (CategoryNotFoundError, "not_served"),
+    (CatalogDecodeError, "catalog_unreadable"),
+    (BackendError, "backend_error"),
 )
 _DETAIL_FIELDS = (
     "category",

@@ -1,0 +1,20 @@
+"""The HTTP face: today's primary's read API, served from the in-memory snapshots of `hmr serve`.
+
+    app = create_app(supervisor)                 # a Starlette app over any SnapshotSource
+    await tg.start(serve_http, supervisor, "0.0.0.0", 19800)   # uvicorn in the caller's task group
+
+Endpoints and choices: docs/http.md.
+"""
+
+from horde_model_reference.http.app import create_app
+from horde_model_reference.http.server import HttpEndpoint, HttpServerError, serve_http
+from horde_model_reference.http.source import SnapshotSource, StaticSnapshotSource
+
+__all__ = [
+    "HttpEndpoint",
+    "HttpServerError",
+    "SnapshotSource",
+    "StaticSnapshotSource",
+    "create_app",
+    "serve_http",
+]

@@ -1,0 +1,65 @@
+"""`create_app`: the Starlette application over a `SnapshotSource`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute
+
+from horde_model_reference.http._context import ApiContext
+from horde_model_reference.http._responses import exception_handlers
+from horde_model_reference.http.health import health_routes
+from horde_model_reference.http.metrics import HttpMetrics, RequestMetricsMiddleware
+from horde_model_reference.http.popular import popular_routes
+from horde_model_reference.http.routes_v1 import v1_routes
+from horde_model_reference.http.routes_v2 import v2_routes
+from horde_model_reference.http.search import search_routes
+from horde_model_reference.http.source import SnapshotSource
+from horde_model_reference.integrations.horde_api import DEFAULT_HORDE_API_URL
+from horde_model_reference.integrations.popularity import PopularityService
+from horde_model_reference.settings import ReplicateMode
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    source: SnapshotSource,
+    *,
+    popularity: PopularityService | None = None,
+    horde_api_url: str = DEFAULT_HORDE_API_URL,
+    replicate_mode: ReplicateMode | str = ReplicateMode.PRIMARY,
+    cors_origins: Sequence[str] | None = None,
+) -> Starlette:
+    """The HTTP face (today's primary's read API) over `source`'s in-memory snapshots.
+
+    `popularity` serves `.../popular` and the heartbeat's `ai_horde` state (default: a
+    `PopularityService` on `horde_api_url`, which sends nothing until asked). `cors_origins`
+    adds CORS headers for those origins (`["*"]` for any).
+    """
+    ctx = ApiContext(
+        source=source,
+        popularity=popularity or PopularityService(base_url=horde_api_url),
+        replicate_mode=ReplicateMode(replicate_mode).value,
+    )
+    metrics = HttpMetrics()
+    routes: list[BaseRoute] = [
+        *health_routes(ctx, metrics),
+        *search_routes(ctx),
+        *popular_routes(ctx),
+        *v2_routes(ctx),
+        *v1_routes(ctx),
+    ]
+    middleware = [Middleware(RequestMetricsMiddleware, metrics=metrics)]
+    if cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET"], allow_headers=["*"]
+            )
+        )
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=exception_handlers)
+    app.state.context = ctx
+    app.state.metrics = metrics
+    return app
