@@ -47,10 +47,13 @@ P99_LIMIT_NS = 50e6
 REPLICA_TTL_S = 60.0
 HARD_TIMEOUT_S = 240.0
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+NO_REDIS_ENV = "HMR_BENCH_NO_REDIS"  # set to run without Redis even when it answers
 
 
 def _redis_url() -> str | None:
     """The local Redis if it answers PING, else None (snapshots then go over NATS only)."""
+    if os.environ.get(NO_REDIS_ENV):
+        return None
     try:
         with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=0.5) as sock:
             sock.settimeout(0.5)
@@ -122,7 +125,9 @@ def _run_probe(args: dict[str, Any], tmp: Path) -> dict[str, Any]:
                 )
     answers = [line for line in stdout.splitlines() if line.startswith("@@hmr-bench ")]
     if proc.returncode != 0 or not answers:
-        raise ProbeError(f"ours_propagation.py exited with {proc.returncode}:\n{_tail(stderr_path.read_text())}")
+        raise ProbeError(
+            f"ours_propagation.py exited with {proc.returncode}:\n{_tail(stderr_path.read_text())}"
+        )
     return _result_of("ours_propagation.py", answers[-1])
 
 
@@ -151,20 +156,23 @@ def run(ctx: Context) -> list[Row]:
             "subject_prefix": f"hmrbench{uuid.uuid4().hex[:8]}",
             "pidfile": str(tmp / "nats.pid"),
         }
-        log(f"propagation: N = {', '.join(map(str, COUNTS))} consumers, {writes} writes each, redis: {redis_url}")
+        log(
+            f"propagation: N = {', '.join(map(str, COUNTS))} consumers, {writes} writes each, redis: {redis_url}"
+        )
         began = time.perf_counter()
         result = _run_probe(args, tmp)
         elapsed = time.perf_counter() - began
     log(f"propagation: done in {elapsed:.1f} s")
     phases = result["phases"]
-    snapshot_source = "Redis" if redis_url else "NATS (no Redis reachable)"
+    snapshot_source = "from Redis" if redis_url else "over NATS (no Redis reachable)"
     rows: list[Row] = []
     for count in COUNTS:
         phase = phases[f"deltas_on_{count}"]
         ours, floor = phase["propagation_s"], phase["floor_s"]
         where = f"{count} consumer{'s' if count > 1 else ''}, {phase['processes']} proc"
         details = {
-            key: phase[key] for key in ("propagation_s", "floor_s", "write_s", "stats", "startup_s", "revisions")
+            key: phase[key]
+            for key in ("propagation_s", "floor_s", "write_s", "stats", "startup_s", "revisions")
         }
         for q in (50, 99):
             rows.append(
@@ -175,7 +183,11 @@ def run(ctx: Context) -> list[Row]:
                     "ns",
                     limit=P99_LIMIT_NS if (q == 99 and count == 100) else None,
                     note=f"baseline: bare NATS publish to {count} (floor); {len(ours)} writes"
-                    + (f"; write+fsync p50 {statistics.median(phase['write_s']) * 1e3:.1f} ms" if q == 50 else ""),
+                    + (
+                        f"; write+fsync p50 {statistics.median(phase['write_s']) * 1e3:.1f} ms"
+                        if q == 50
+                        else ""
+                    ),
                     details=details if q == 50 else {},
                 )
             )
@@ -189,7 +201,7 @@ def run(ctx: Context) -> list[Row]:
                 _ns(percentile(off["propagation_s"], q)),
                 _ns(percentile(floor_100, q)),
                 "ns",
-                note=f"every consumer fetches the snapshot ({snapshot_source}); {len(off['propagation_s'])} writes",
+                note=f"every consumer fetches the snapshot {snapshot_source}; {len(off['propagation_s'])} writes",
                 details={"propagation_s": off["propagation_s"], "stats": off["stats"]} if q == 50 else {},
             )
         )

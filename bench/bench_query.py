@@ -105,9 +105,13 @@ def run(ctx: Context) -> list[Row]:
             "ns",
             limit=MERGE_LIMIT * 1e9,
             note=f"limit 1.3x the slowest provider ({slowest}); ours {merge_ours / (DELAY_S * 1e9):.2f}x it; "
-            "the reference reads providers one after the other"
-            + (f"; {note}" if note else ""),
-            details={"ours_ns": ours_merge, "baseline_ns": ref_merge, "providers": PROVIDERS, "delay_s": DELAY_S},
+            "the reference reads providers one after the other" + (f"; {note}" if note else ""),
+            details={
+                "ours_ns": ours_merge,
+                "baseline_ns": ref_merge,
+                "providers": PROVIDERS,
+                "delay_s": DELAY_S,
+            },
         ),
         Row(
             f"merge: 1 of {PROVIDERS} providers hangs, {TIMEOUT_S:g} s timeout",

@@ -31,6 +31,7 @@ from concurrent.futures import Future
 from typing import Any
 
 import anyio
+import anyio.to_thread
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from _probe import serve
@@ -83,9 +84,9 @@ class Fleet:
                 consumer = BusConsumer(cache, options, dispatch=self._dispatcher(index))
                 self.consumers.append(consumer)
                 tg.start_soon(consumer.run)
-            with anyio.fail_after(60):
-                while not all(c.ready for c in self.consumers):
-                    await anyio.sleep(0.01)
+            for consumer in self.consumers:
+                if not await anyio.to_thread.run_sync(consumer.wait_ready, 60):
+                    raise TimeoutError("a consumer did not finish its initial sync within 60 s")
             task_status.started()
             await anyio.sleep_forever()
 

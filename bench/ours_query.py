@@ -91,13 +91,18 @@ def load(args: dict[str, Any]) -> dict[str, Any]:
     for index in range(args["providers"]):
         source_id = f"slow{index}"
         records = {
-            f"{source_id} {t.name}": msgspec.structs.replace(t, name=f"{source_id} {t.name}") for t in templates
+            f"{source_id} {t.name}": msgspec.structs.replace(t, name=f"{source_id} {t.name}")
+            for t in templates
         }
         manager.register_provider(SlowProvider(source_id, records, args["delay_s"]))
         slow_ids.append(source_id)
     manager.register_provider(HangingProvider("hang", {}, args["delay_s"]))
     _state.update(manager=manager, slow_ids=slow_ids, canonical=len(canonical))
-    return {"results": len(canonical_query(manager)), "canonical": len(canonical), "strategies": list(STRATEGIES)}
+    return {
+        "results": len(canonical_query(manager)),
+        "canonical": len(canonical),
+        "strategies": list(STRATEGIES),
+    }
 
 
 def time_query(args: dict[str, Any]) -> dict[str, Any]:

@@ -16,10 +16,10 @@ from typing import Any
 
 from horde_model_reference.model_reference_manager import ModelReferenceManager, PrefetchStrategy
 from horde_model_reference.model_reference_records import GenericModelRecord
-from horde_model_reference.providers import ModelProvider
 
 from _probe import serve, time_calls
 from horde_model_reference import MODEL_REFERENCE_CATEGORY
+from horde_model_reference.providers import ModelProvider
 
 STRATEGIES = ("query",)
 IMAGE = MODEL_REFERENCE_CATEGORY.image_generation
@@ -57,7 +57,9 @@ def canonical_query(manager: ModelReferenceManager) -> list[Any]:
 
 
 def load(args: dict[str, Any]) -> dict[str, Any]:
-    manager = ModelReferenceManager(base_path=args["path"], offline=True, prefetch_strategy=PrefetchStrategy.SYNC)
+    manager = ModelReferenceManager(
+        base_path=args["path"], offline=True, prefetch_strategy=PrefetchStrategy.SYNC
+    )
     canonical = manager.get_model_reference(IMAGE)
     templates = list(canonical.values())[:2]
     slow_ids = []
@@ -69,7 +71,11 @@ def load(args: dict[str, Any]) -> dict[str, Any]:
         manager.register_provider(SlowProvider(source_id, records, args["delay_s"]))
         slow_ids.append(source_id)
     _state.update(manager=manager, slow_ids=slow_ids)
-    return {"results": len(canonical_query(manager)), "canonical": len(canonical), "strategies": list(STRATEGIES)}
+    return {
+        "results": len(canonical_query(manager)),
+        "canonical": len(canonical),
+        "strategies": list(STRATEGIES),
+    }
 
 
 def time_query(args: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-import msgspec
 import pytest
 from nats.aio.client import Client
 
@@ -308,7 +307,3 @@ async def test_keys_never_reach_logs_or_the_audit_trail(
     for secret in (REQ, APP, "not-a-real-key-123"):
         assert secret not in text and secret not in trail
     assert "write_auth_refused" in text and "key:" in trail
-
-
-def _unused(_: msgspec.Raw) -> None:  # pragma: no cover
-    pass

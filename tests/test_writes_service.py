@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -434,7 +433,7 @@ async def test_two_concurrent_appliers_apply_a_change_once(start: Any, base: Pat
 
 
 async def test_partial_batch_apply_moves_the_rest_to_a_new_batch(start: Any, base: Path) -> None:
-    async with start() as (supervisor, writes):
+    async with start() as (_supervisor, writes):
         ids = [
             (
                 await writes.propose(
@@ -517,7 +516,7 @@ async def test_a_crash_mid_apply_is_recovered_at_start(
         monkeypatch.setattr(FileSystemBackend, "write_category", real_write)
         stuck = await writes.get_change(REQ, reply.change.change_id)
         assert stuck.change.status is ChangeStatus.applying
-    async with start() as (supervisor, writes):
+    async with start() as (_supervisor, writes):
         change = (await writes.get_change(REQ, reply.change.change_id)).change
         if crash_after_write:
             assert change.status is ChangeStatus.applied
@@ -617,8 +616,3 @@ async def test_a_replica_backend_refuses_writes(
             await writes.propose(REQ, category="clip", name="r", operation="create", record=clip_record("r"))
         assert (await writes.list_changes(REQ)).total == 0
         tg.cancel_scope.cancel()
-
-
-@asynccontextmanager
-async def _unused() -> AsyncIterator[None]:  # pragma: no cover - keeps the import list honest
-    yield

@@ -118,8 +118,11 @@ def _format(reply: WriteReply) -> str:
 
 async def _send(url: str, prefix: str, command: WriteCommand, timeout: float) -> bytes | None:
     auth = nats_auth_from_settings(load_settings().nats)
+    closing = False
     with anyio.fail_after(timeout + 5):
-        nc = await connect_nats(NatsOptions(url=url, name="hmr-writes", auth=auth))
+        nc = await connect_nats(
+            NatsOptions(url=url, name="hmr-writes", auth=auth), is_closing=lambda: closing
+        )
     try:
         msg = await nc.request(
             Subjects(prefix).write(_COMMAND_NAMES[type(command)]), encode_message(command), timeout=timeout
@@ -133,6 +136,7 @@ async def _send(url: str, prefix: str, command: WriteCommand, timeout: float) ->
         )
         return None
     finally:
+        closing = True
         with anyio.move_on_after(2, shield=True):
             await nc.close()
 

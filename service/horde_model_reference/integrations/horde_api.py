@@ -5,8 +5,8 @@ Every request is bounded by one overall timeout; answers are cached for `ttl` se
 callers of the same resource (on the same event loop) share one request. A circuit breaker opens
 on the first failure (timeout, connection error, 5xx, malformed answer), so a Horde outage costs
 one timeout: until its cooldown ends every call is answered at once, from the last good answer
-when one is younger than `stale_ttl`, else with `HordeApiUnavailable`. After the cooldown one
-probe request goes through; its success closes the breaker.
+when one is younger than `stale_ttl`, else with `HordeApiUnavailable`. After the cooldown requests
+go out again (one per resource at a time): a success closes the breaker, a failure reopens it.
 """
 
 from __future__ import annotations
@@ -108,11 +108,11 @@ class Answer(msgspec.Struct, Generic[_T], frozen=True):
 
 
 class CircuitBreaker:
-    """Closed -> open after `failure_threshold` consecutive failures -> one probe after `cooldown`.
+    """Closed -> open after `failure_threshold` consecutive failures -> half-open after `cooldown`.
 
-    Thread-safe. While open, `allow()` is False; once the cooldown has passed the first `allow()`
-    returns True (half-open: that caller is the probe) and the others stay False until the probe
-    reports success (closed) or failure (open again, with a new cooldown).
+    Thread-safe. While open, `allow()` is False. Once the cooldown has passed the breaker is
+    half-open: requests go out again (the client sends at most one per resource at a time), and
+    the first failure opens it again with a new cooldown while a success closes it.
     """
 
     def __init__(
@@ -130,7 +130,6 @@ class CircuitBreaker:
         self._lock = threading.Lock()
         self._failures = 0
         self._opened_at: float | None = None
-        self._probing = False
         self.last_error: str | None = None
         self.opened_total = 0
 
@@ -143,7 +142,7 @@ class CircuitBreaker:
     def _state(self) -> BreakerState:
         if self._opened_at is None:
             return "closed"
-        if self._probing or self._clock() - self._opened_at >= self.cooldown:
+        if self._clock() - self._opened_at >= self.cooldown:
             return "half_open"
         return "open"
 
@@ -162,15 +161,9 @@ class CircuitBreaker:
             return self._failures
 
     def allow(self) -> bool:
-        """Whether a request may go out now (closed, or this caller is the half-open probe)."""
+        """Whether a request may go out now (closed or half-open)."""
         with self._lock:
-            state = self._state()
-            if state == "closed":
-                return True
-            if state == "half_open" and not self._probing:
-                self._probing = True
-                return True
-            return False
+            return self._state() != "open"
 
     def record_success(self) -> None:
         """A request succeeded: close the breaker."""
@@ -178,7 +171,6 @@ class CircuitBreaker:
             was_open = self._opened_at is not None
             self._failures = 0
             self._opened_at = None
-            self._probing = False
             self.last_error = None
         if was_open:
             _log.info("horde_api_breaker", state="closed")
@@ -188,7 +180,6 @@ class CircuitBreaker:
         with self._lock:
             self._failures += 1
             self.last_error = reason
-            self._probing = False
             opening = self._failures >= self.failure_threshold
             if opening:
                 if self._opened_at is None:

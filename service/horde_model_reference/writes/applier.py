@@ -26,7 +26,7 @@ import msgspec
 from horde_model_reference.backends.filesystem import FileSystemBackend
 from horde_model_reference.catalog import catalog_digest, decode_catalog, validate_catalog_bytes
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, parse_category
-from horde_model_reference.errors import BackendError, NoLegacyFormatError
+from horde_model_reference.errors import BackendError, CategoryNotFoundError, NoLegacyFormatError
 from horde_model_reference.legacy import write_legacy_projection
 from horde_model_reference.logs import get_logger
 from horde_model_reference.supervisor.service import Supervisor
@@ -105,6 +105,9 @@ class Applier:
             await self._recover_locked(request_id)
             changes = await self._queue.read(lambda state: state.expect(change_ids, ChangeStatus.approved))
             categories = sorted({parse_category(change.category) for change in changes})
+            for category in categories:
+                if category not in self._supervisor.categories:
+                    raise CategoryNotFoundError(category.value, "this service does not serve it")
             catalogs = {category: await self._read_catalog(category) for category in categories}
             now = time.time()
             plans = plan_apply(changes, {c: raw for c, (_, raw) in catalogs.items()}, actor=actor, now=now)

@@ -55,7 +55,7 @@ class UnauthorizedError(WriteError):
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
-        super().__init__(f"unauthorized: {reason}")
+        super().__init__(reason)
 
 
 class ForbiddenError(WriteError):
