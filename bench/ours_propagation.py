@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import shutil
 import sys
 import time
@@ -44,6 +45,7 @@ from _probe import serve
 from horde_model_reference import MODEL_REFERENCE_CATEGORY, FileSystemBackend
 from horde_model_reference.bus.connection import NatsOptions, connect_nats
 from horde_model_reference.bus.embedded import EmbeddedNatsServer, free_port
+from horde_model_reference.bus.events import CategoryChanged, Subjects, decode_event
 from horde_model_reference.fileio import atomic_write_bytes
 from horde_model_reference.supervisor import ServiceConfig, Supervisor
 from horde_model_reference.supervisor.testing import running_service
@@ -131,6 +133,20 @@ class Bench:
         startup_s = time.perf_counter() - started
         before = await self.settled_stats(used)
         publisher = await connect_nats(NatsOptions(url=self.nats_url, name="bench-floor-publisher"))
+        published: dict[int, float] = {}  # revision -> the event's published_at (service side done)
+        seen = anyio.Event()
+
+        async def on_changed(msg: Any) -> None:
+            nonlocal seen
+            event = decode_event(msg.data)
+            if isinstance(event, CategoryChanged):
+                published[event.revision] = event.published_at
+                seen.set()
+                seen = anyio.Event()
+
+        await publisher.subscribe(Subjects(self.subject_prefix).changed(IMAGE.value), cb=on_changed)
+        await publisher.flush()
+        service_s: list[float] = []
         propagation: list[float] = []
         floor_times: list[float] = []
         write_s: list[float] = []
@@ -156,6 +172,10 @@ class Bench:
                     supervisor.poke(IMAGE)
                 propagation.append(self._latest(answers, began, f"revision {target}"))
                 revisions.append(supervisor.revision(IMAGE))
+                with anyio.move_on_after(1):
+                    while target not in published:
+                        await seen.wait()
+                service_s.append(published.get(target, math.nan) - began)
                 await anyio.sleep(0.05)
         finally:
             with anyio.move_on_after(2, shield=True):
@@ -171,6 +191,7 @@ class Bench:
             "propagation_s": propagation,
             "floor_s": floor_times,
             "write_s": write_s,
+            "service_s": service_s,
             "revisions": revisions,
             "stats": {key: after.get(key, 0) - before.get(key, 0) for key in after},
             "startup_s": startup_s,

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from fixtures.horde_api.fake_horde import FakeHorde
 
+from fixtures.horde_api.fake_horde import FakeHorde
 from horde_model_reference.bus.events import CategoryHealth, HealthReply, Snapshot
 from horde_model_reference.catalog import decode_catalog
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, get_category_descriptor
@@ -69,7 +69,11 @@ def _golden_json(golden: Path, category: MODEL_REFERENCE_CATEGORY) -> dict[str, 
 async def test_model_categories_lists_those_with_data(client: httpx.AsyncClient, golden: Path) -> None:
     response = await client.get(f"{V2}/model_categories")
     assert response.status_code == 200
-    present = [c.value for c in MODEL_REFERENCE_CATEGORY if (golden / get_category_descriptor(c).v2_filename).is_file()]
+    present = [
+        c.value
+        for c in MODEL_REFERENCE_CATEGORY
+        if (golden / get_category_descriptor(c).v2_filename).is_file()
+    ]
     assert response.json() == present
     assert "image_generation" in present and "video_generation" not in present
 
@@ -101,7 +105,9 @@ async def test_if_none_match_answers_304(client: httpx.AsyncClient, source: Stat
     assert stale.status_code == 200 and stale.content == first.content
 
 
-async def test_a_new_revision_changes_the_etag(client: httpx.AsyncClient, source: StaticSnapshotSource) -> None:
+async def test_a_new_revision_changes_the_etag(
+    client: httpx.AsyncClient, source: StaticSnapshotSource
+) -> None:
     old = await client.get(f"{V2}/clip")
     records = json.loads(old.content)
     records.pop(next(iter(records)))
@@ -126,9 +132,18 @@ async def test_stable_diffusion_alias(client: httpx.AsyncClient) -> None:
         (f"{V2}/video_generation", "category 'video_generation' has no catalog on this server"),
         (f"{V2}/lora", "category 'lora': this server does not serve it"),
         (f"{V2}/nonsense/model/x", "unknown category 'nonsense'"),
-        (f"{V2}/image_generation/model/No Such Model", "model 'No Such Model' not found in category 'image_generation'"),
-        (f"{V2}/text_generation/model/acrastt/Nope", "model 'acrastt/Nope' not found in category 'text_generation'"),
-        ("/api/model_references/v3/image_generation", "no such endpoint: /api/model_references/v3/image_generation"),
+        (
+            f"{V2}/image_generation/model/No Such Model",
+            "model 'No Such Model' not found in category 'image_generation'",
+        ),
+        (
+            f"{V2}/text_generation/model/acrastt/Nope",
+            "model 'acrastt/Nope' not found in category 'text_generation'",
+        ),
+        (
+            "/api/model_references/v3/image_generation",
+            "no such endpoint: /api/model_references/v3/image_generation",
+        ),
     ],
 )
 async def test_not_found(client: httpx.AsyncClient, path: str, message: str) -> None:
@@ -145,7 +160,9 @@ async def test_one_model_by_name(client: httpx.AsyncClient, golden: Path) -> Non
     assert response.json() == image["AlbedoBase XL (SDXL)"]
     assert b"\n" not in response.content  # compact, values untouched
     etag = response.headers["etag"]
-    cached = await client.get(f"{V2}/image_generation/model/AlbedoBase XL (SDXL)", headers={"If-None-Match": etag})
+    cached = await client.get(
+        f"{V2}/image_generation/model/AlbedoBase XL (SDXL)", headers={"If-None-Match": etag}
+    )
     assert cached.status_code == 304
 
     text = _golden_json(golden, TEXT)
@@ -249,8 +266,13 @@ async def test_search_filters(client: httpx.AsyncClient, golden: Path) -> None:
 async def test_search_tags(client: httpx.AsyncClient, golden: Path) -> None:
     image = _golden_json(golden, IMAGE)
     tags = {name: set(r.get("tags") or ()) for name, r in image.items()}
-    either = await client.get(f"{V2}/image_generation/search", params=[("tags_any", "anime"), ("tags_any", "furry"), ("limit", "500")])
-    assert {r["name"] for r in either.json()["results"]} == {n for n, t in tags.items() if t & {"anime", "furry"}}
+    either = await client.get(
+        f"{V2}/image_generation/search",
+        params=[("tags_any", "anime"), ("tags_any", "furry"), ("limit", "500")],
+    )
+    assert {r["name"] for r in either.json()["results"]} == {
+        n for n, t in tags.items() if t & {"anime", "furry"}
+    }
     both = await _search(client, "image_generation", tags_all="anime", limit=500)
     assert {r["name"] for r in both["results"]} == {n for n, t in tags.items() if "anime" in t}
     none = await _search(client, "image_generation", tags_none="anime", limit=500)
@@ -259,7 +281,9 @@ async def test_search_tags(client: httpx.AsyncClient, golden: Path) -> None:
 
 async def test_search_sort(client: httpx.AsyncClient, golden: Path) -> None:
     image = _golden_json(golden, IMAGE)
-    biggest = await _search(client, "image_generation", sort_by="size_on_disk_bytes", sort_desc="true", limit=3)
+    biggest = await _search(
+        client, "image_generation", sort_by="size_on_disk_bytes", sort_desc="true", limit=3
+    )
     sizes = sorted((r.get("size_on_disk_bytes") or 0 for r in image.values()), reverse=True)[:3]
     assert [r["size_on_disk_bytes"] for r in biggest["results"]] == sizes
     by_name = await _search(client, "image_generation", sort_by="name", limit=500)
@@ -334,11 +358,17 @@ async def test_popular(client: httpx.AsyncClient, horde: FakeHorde, golden: Path
     assert [item["name"] for item in ranked] == ["AlbedoBase XL (SDXL)", "Deliberate"]
     assert ranked[0]["record"] == _golden_json(golden, IMAGE)["AlbedoBase XL (SDXL)"]
     stats = ranked[0]["stats"]
-    assert stats["worker_count"] == 24 and stats["usage_stats"] == {"day": 52000, "month": 1500000, "total": 9000000}
+    assert stats["worker_count"] == 24 and stats["usage_stats"] == {
+        "day": 52000,
+        "month": 1500000,
+        "total": 9000000,
+    }
     assert "worker_summaries" not in stats  # None fields are left out, as today's primary does
     by_total = (await client.get(f"{V2}/text_generation/popular", params={"sort_by": "usage_total"})).json()
     assert by_total[0]["name"] == "acrastt/Marx-3B-V3"
-    workers = (await client.get(f"{V2}/image_generation/popular", params={"include_workers": "true", "limit": 1})).json()
+    workers = (
+        await client.get(f"{V2}/image_generation/popular", params={"include_workers": "true", "limit": 1})
+    ).json()
     assert set(workers[0]["stats"]["worker_summaries"]) == {
         "7d0c1b52-1111-4a6e-9a0e-000000000001",
         "7d0c1b52-1111-4a6e-9a0e-000000000002",
@@ -348,7 +378,11 @@ async def test_popular(client: httpx.AsyncClient, horde: FakeHorde, golden: Path
 
 @pytest.mark.parametrize(
     ("params", "parameter"),
-    [({"limit": "101"}, "limit"), ({"sort_by": "downloads"}, "sort_by"), ({"include_workers": "x"}, "include_workers")],
+    [
+        ({"limit": "101"}, "limit"),
+        ({"sort_by": "downloads"}, "sort_by"),
+        ({"include_workers": "x"}, "include_workers"),
+    ],
 )
 async def test_popular_bad_parameters_are_422(
     client: httpx.AsyncClient, params: dict[str, str], parameter: str
@@ -377,7 +411,9 @@ async def test_popular_while_the_horde_is_down(source: StaticSnapshotSource, hor
 # -- service endpoints ----------------------------------------------------------------------------
 
 
-async def test_heartbeat_replicate_mode_health(client: httpx.AsyncClient, source: StaticSnapshotSource) -> None:
+async def test_heartbeat_replicate_mode_health(
+    client: httpx.AsyncClient, source: StaticSnapshotSource
+) -> None:
     heartbeat = (await client.get("/api/heartbeat")).json()
     assert heartbeat["status"] == "ok"
     assert heartbeat["ai_horde"] == {
@@ -407,13 +443,17 @@ class _FailingSource(StaticSnapshotSource):
 
     def status(self) -> HealthReply:
         status = super().status()
-        broken = CategoryHealth(revision=0, digest=None, last_error="BackendError: disk on fire", last_error_at=1.0)
+        broken = CategoryHealth(
+            revision=0, digest=None, last_error="BackendError: disk on fire", last_error_at=1.0
+        )
         return msgspec.structs.replace(status, categories={**status.categories, "image_generation": broken})
 
 
 async def test_not_ready_while_a_category_fails(golden: Path) -> None:
     source = _FailingSource({"clip": _golden_bytes(golden, MODEL_REFERENCE_CATEGORY.clip)})
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(create_app(source)), base_url="http://hmr") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(create_app(source)), base_url="http://hmr"
+    ) as client:
         response = await client.get("/api/ready")
     assert response.status_code == 503
     body = response.json()
@@ -438,8 +478,14 @@ async def test_metrics(client: httpx.AsyncClient) -> None:
     assert 'hmr_category_records{category="text_generation"} 719' in text
     assert 'hmr_category_loaded{category="video_generation"} 0' in text
     assert 'hmr_actor_restarts_total{category="clip"} 0' in text
-    assert 'hmr_http_requests_total{route="/api/model_references/v2/{category}",method="GET",status="200"} 2' in text
-    assert 'hmr_http_requests_total{route="/api/model_references/v2/{category}",method="GET",status="404"} 1' in text
+    assert (
+        'hmr_http_requests_total{route="/api/model_references/v2/{category}",method="GET",status="200"} 2'
+        in text
+    )
+    assert (
+        'hmr_http_requests_total{route="/api/model_references/v2/{category}",method="GET",status="404"} 1'
+        in text
+    )
     assert 'hmr_http_request_duration_seconds_count{route="/api/model_references/v2/{category}"} 3' in text
     assert "hmr_horde_api_requests_total 2" in text
     assert "hmr_horde_api_breaker_open 0" in text
@@ -452,7 +498,9 @@ async def test_metrics(client: httpx.AsyncClient) -> None:
 async def test_method_not_allowed_is_json(client: httpx.AsyncClient) -> None:
     response = await client.post(f"{V2}/image_generation", content=b"{}")
     assert response.status_code == 405
-    assert response.json() == {"detail": "method POST is not allowed on /api/model_references/v2/image_generation"}
+    assert response.json() == {
+        "detail": "method POST is not allowed on /api/model_references/v2/image_generation"
+    }
 
 
 class _BrokenSource(StaticSnapshotSource):

@@ -15,8 +15,8 @@ from typing import Any
 
 import anyio
 import pytest
-from fixtures.horde_api.fake_horde import FakeHorde
 
+from fixtures.horde_api.fake_horde import FakeHorde
 from horde_model_reference.catalog import decode_catalog
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 from horde_model_reference.integrations import (
@@ -63,7 +63,9 @@ def _free_port() -> int:
 
 
 @pytest.mark.anyio
-async def test_image_ranked_by_worker_count(horde: FakeHorde, image_records: dict[str, GenericModelRecord]) -> None:
+async def test_image_ranked_by_worker_count(
+    horde: FakeHorde, image_records: dict[str, GenericModelRecord]
+) -> None:
     ranked = await _service(horde.base_url).rank(IMAGE, image_records, limit=5)
     assert [item.name for item in ranked] == [
         "AlbedoBase XL (SDXL)",
@@ -97,9 +99,18 @@ async def test_image_ranked_by_worker_count(horde: FakeHorde, image_records: dic
 @pytest.mark.parametrize(
     ("sort_by", "expected"),
     [
-        ("usage_day", ["Deliberate", "AlbedoBase XL (SDXL)", "Flux.1-Schnell fp8 (Compact)", "stable_diffusion"]),
-        ("usage_month", ["Flux.1-Schnell fp8 (Compact)", "AlbedoBase XL (SDXL)", "Deliberate", "stable_diffusion"]),
-        ("usage_total", ["stable_diffusion", "Deliberate", "AlbedoBase XL (SDXL)", "Flux.1-Schnell fp8 (Compact)"]),
+        (
+            "usage_day",
+            ["Deliberate", "AlbedoBase XL (SDXL)", "Flux.1-Schnell fp8 (Compact)", "stable_diffusion"],
+        ),
+        (
+            "usage_month",
+            ["Flux.1-Schnell fp8 (Compact)", "AlbedoBase XL (SDXL)", "Deliberate", "stable_diffusion"],
+        ),
+        (
+            "usage_total",
+            ["stable_diffusion", "Deliberate", "AlbedoBase XL (SDXL)", "Flux.1-Schnell fp8 (Compact)"],
+        ),
     ],
 )
 async def test_image_ranked_by_usage(
@@ -145,7 +156,10 @@ async def test_text_models_add_up_their_backend_variants(
     assert by_day[0].name == "alpindale/goliath-120b"
     with_workers = await service.rank(TEXT, text_records, limit=2, include_workers=True)
     marx_workers = with_workers[0].stats.worker_summaries
-    assert marx_workers is not None and {w.name for w in marx_workers.values()} == {"Kobold Box", "Aphrodite Node"}
+    assert marx_workers is not None and {w.name for w in marx_workers.values()} == {
+        "Kobold Box",
+        "Aphrodite Node",
+    }
     assert with_workers[0].stats.worker_count == 2
     assert marx_workers["9a3e5f10-3333-4b1c-8d2e-000000000001"].max_context_length == 4096
 
@@ -178,7 +192,9 @@ async def test_other_categories_and_bad_arguments(horde: FakeHorde) -> None:
 
 
 @pytest.mark.anyio
-async def test_answers_are_cached_for_the_ttl(horde: FakeHorde, image_records: dict[str, GenericModelRecord]) -> None:
+async def test_answers_are_cached_for_the_ttl(
+    horde: FakeHorde, image_records: dict[str, GenericModelRecord]
+) -> None:
     service = _service(horde.base_url, ttl=0.3)
     for _ in range(5):
         await service.rank(IMAGE, image_records)
@@ -323,7 +339,9 @@ class _Host(PopularityMixin):
 
 
 @pytest.mark.anyio
-async def test_mixin_get_popular_models(horde: FakeHorde, image_records: dict[str, GenericModelRecord]) -> None:
+async def test_mixin_get_popular_models(
+    horde: FakeHorde, image_records: dict[str, GenericModelRecord]
+) -> None:
     host = _Host(image_records, _service(horde.base_url))
     ranked = await host.get_popular_models("image_generation", limit=2, sort_by="usage_total")
     assert [item.name for item in ranked] == ["stable_diffusion", "Deliberate"]
@@ -341,7 +359,7 @@ def test_mixin_sync_variant_and_default_service(
     assert ranked[0].name == "AlbedoBase XL (SDXL)"
 
     class _Settings:
-        class horde_api:  # noqa: N801 (shaped like a settings group)
+        class horde_api:  # shaped like a settings group
             url = "http://127.0.0.1:9/api"
             timeout = 3.0
             cache_ttl = 5.0

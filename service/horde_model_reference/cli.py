@@ -16,11 +16,14 @@ from horde_model_reference.bus.connection import nats_auth_from_settings
 from horde_model_reference.categories import get_category_descriptor
 from horde_model_reference.cli_bus import SERVICE_URL_FILE, add_bus_parsers
 from horde_model_reference.cli_show import add_show_parser, load_directory
+from horde_model_reference.cli_writes import add_write_parsers
 from horde_model_reference.errors import ModelReferenceError
 from horde_model_reference.fileio import atomic_write_bytes
 from horde_model_reference.logs import configure_logging, get_logger
 from horde_model_reference.settings import ReplicateMode, load_settings
 from horde_model_reference.supervisor import ServiceConfig, Supervisor, run_service, sole_exception
+from horde_model_reference.supervisor.service import Component
+from horde_model_reference.writes.service import WriteService
 
 __all__ = ["main"]
 
@@ -53,14 +56,16 @@ def _backend_for(args: argparse.Namespace, base_path: Path) -> ModelReferenceBac
     )
 
 
-async def _serve(config: ServiceConfig, backend: ModelReferenceBackend, url_file: Path) -> None:
+async def _serve(
+    config: ServiceConfig, backend: ModelReferenceBackend, url_file: Path, components: list[Component]
+) -> None:
     async def announce(supervisor: Supervisor) -> None:
         if supervisor.nats_url:
             atomic_write_bytes(url_file, supervisor.nats_url.encode())
             _log.info("nats_url_written", nats_url=supervisor.nats_url, url_file=str(url_file))
 
     async def run(*, task_status: TaskStatus[Supervisor] = anyio.TASK_STATUS_IGNORED) -> None:
-        await run_service(config, backend, task_status=task_status)
+        await run_service(config, backend, components=components, task_status=task_status)
 
     try:
         async with anyio.create_task_group() as tg:
@@ -87,9 +92,12 @@ def _run_serve(args: argparse.Namespace) -> int:
         heartbeat_interval=args.heartbeat_interval,
     )
     backend = _backend_for(args, base_path)
+    components: list[Component] = []
+    if args.mode == ReplicateMode.PRIMARY:
+        components.append(WriteService(settings.writes).run)
     url_file = base_path / SERVICE_URL_FILE
     try:
-        anyio.run(_serve, config, backend, url_file)
+        anyio.run(_serve, config, backend, url_file, components)
     finally:
         url_file.unlink(missing_ok=True)
     return 0
@@ -134,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_serve_parser(subparsers)
     add_bus_parsers(subparsers)
+    add_write_parsers(subparsers)
     add_show_parser(subparsers)
     return parser
 

@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from horde_model_reference.errors import SettingsError
+from horde_model_reference.writes.settings import WriteSettings
 
 __all__ = [
     "ENV_PREFIX",
@@ -108,6 +109,7 @@ class HordeModelReferenceSettings(msgspec.Struct, kw_only=True):
     negative_cache_seconds: float = 5.0
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
     nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
+    writes: WriteSettings = msgspec.field(default_factory=WriteSettings)
 
     def resolved_base_path(self) -> Path:
         """The base path, with the `AIWORKER_CACHE_HOME` fallback applied."""
