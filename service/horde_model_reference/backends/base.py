@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
+import anyio
 import msgspec
 
 from horde_model_reference.catalog import catalog_digest
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
+from horde_model_reference.errors import BackendError
+from horde_model_reference.logs import get_logger
 
-__all__ = ["CategoryPayload", "InvalidationCallback", "ModelReferenceBackend"]
+__all__ = ["CategoryPayload", "InvalidationCallback", "ModelReferenceBackend", "fetch_categories"]
+
+_log = get_logger(__name__)
 
 InvalidationCallback = Callable[[MODEL_REFERENCE_CATEGORY], None]
 """Called (from any thread) with a category whose data the backend knows has changed."""
@@ -85,3 +90,30 @@ class ModelReferenceBackend(Protocol):
     async def aclose(self) -> None:
         """Release connections and files."""
         ...
+
+
+async def fetch_categories(
+    backend: ModelReferenceBackend,
+    categories: Iterable[MODEL_REFERENCE_CATEGORY],
+    *,
+    force_refresh: bool = False,
+) -> dict[MODEL_REFERENCE_CATEGORY, CategoryPayload]:
+    """Fetch `categories` from `backend` concurrently; a failing one is logged and left out.
+
+    The result is in category declaration order. Backends implement `fetch_all` with this.
+    """
+    result: dict[MODEL_REFERENCE_CATEGORY, CategoryPayload] = {}
+
+    async def one(category: MODEL_REFERENCE_CATEGORY) -> None:
+        try:
+            payload = await backend.fetch_category(category, force_refresh=force_refresh)
+        except BackendError as exc:
+            _log.error("category_fetch_failed", backend=backend.name, category=category.value, error=str(exc))
+            return
+        if payload is not None:
+            result[category] = payload
+
+    async with anyio.create_task_group() as tg:
+        for category in categories:
+            tg.start_soon(one, category)
+    return {category: result[category] for category in MODEL_REFERENCE_CATEGORY if category in result}

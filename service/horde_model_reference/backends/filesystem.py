@@ -14,7 +14,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from horde_model_reference.backends.base import CategoryPayload, InvalidationCallback
+from horde_model_reference.backends.base import CategoryPayload, InvalidationCallback, fetch_categories
 from horde_model_reference.catalog import validate_catalog_bytes
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, get_category_descriptor
 from horde_model_reference.errors import BackendError, CatalogDecodeError
@@ -101,17 +101,8 @@ class FileSystemBackend:
     async def fetch_all(
         self, *, force_refresh: bool = False
     ) -> dict[MODEL_REFERENCE_CATEGORY, CategoryPayload]:
-        """Every category with a readable file."""
-        result: dict[MODEL_REFERENCE_CATEGORY, CategoryPayload] = {}
-        for category in MODEL_REFERENCE_CATEGORY:
-            try:
-                payload = await self.fetch_category(category, force_refresh=force_refresh)
-            except BackendError as exc:
-                _log.error("category_fetch_failed", category=category.value, error=str(exc))
-                continue
-            if payload is not None:
-                result[category] = payload
-        return result
+        """Every category with a readable file (unreadable ones are logged and left out)."""
+        return await fetch_categories(self, MODEL_REFERENCE_CATEGORY, force_refresh=force_refresh)
 
     def last_fetched(self, category: MODEL_REFERENCE_CATEGORY) -> float | None:
         """When the category was last read from disk."""

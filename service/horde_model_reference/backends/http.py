@@ -29,7 +29,12 @@ import anyio.to_thread
 import httpx
 import msgspec
 
-from horde_model_reference.backends.base import CategoryPayload, InvalidationCallback, ModelReferenceBackend
+from horde_model_reference.backends.base import (
+    CategoryPayload,
+    InvalidationCallback,
+    ModelReferenceBackend,
+    fetch_categories,
+)
 from horde_model_reference.backends.filesystem import atomic_write_bytes
 from horde_model_reference.catalog import catalog_digest, validate_catalog_bytes
 from horde_model_reference.categories import (
@@ -226,24 +231,8 @@ class _RemoteBackend:
         self, *, force_refresh: bool = False
     ) -> dict[MODEL_REFERENCE_CATEGORY, CategoryPayload]:
         """Every category this source serves, fetched concurrently (failures logged, left out)."""
-        result: dict[MODEL_REFERENCE_CATEGORY, CategoryPayload] = {}
-
-        async def one(category: MODEL_REFERENCE_CATEGORY) -> None:
-            try:
-                payload = await self.fetch_category(category, force_refresh=force_refresh)
-            except BackendError as exc:
-                _log.error(
-                    "category_fetch_failed", backend=self.name, category=category.value, error=str(exc)
-                )
-                return
-            if payload is not None:
-                result[category] = payload
-
-        async with anyio.create_task_group() as tg:
-            for category in canonical_categories():
-                if self.url_for(category) is not None:
-                    tg.start_soon(one, category)
-        return {c: result[c] for c in MODEL_REFERENCE_CATEGORY if c in result}
+        served = [c for c in canonical_categories() if self.url_for(c) is not None]
+        return await fetch_categories(self, served, force_refresh=force_refresh)
 
     def last_fetched(self, category: MODEL_REFERENCE_CATEGORY) -> float | None:
         """When `category` was last downloaded or revalidated (or written, for a disk copy)."""

@@ -29,7 +29,12 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
-from horde_model_reference.backends.base import CategoryPayload, InvalidationCallback, ModelReferenceBackend
+from horde_model_reference.backends.base import (
+    CategoryPayload,
+    InvalidationCallback,
+    ModelReferenceBackend,
+    fetch_categories,
+)
 from horde_model_reference.backends.http import _PerLoop, _redact
 from horde_model_reference.catalog import catalog_digest
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, canonical_categories, parse_category
@@ -132,23 +137,7 @@ class RedisBackend:
         self, *, force_refresh: bool = False
     ) -> dict[MODEL_REFERENCE_CATEGORY, CategoryPayload]:
         """Every canonical category, fetched concurrently (failures logged, left out)."""
-        result: dict[MODEL_REFERENCE_CATEGORY, CategoryPayload] = {}
-
-        async def one(category: MODEL_REFERENCE_CATEGORY) -> None:
-            try:
-                payload = await self.fetch_category(category, force_refresh=force_refresh)
-            except BackendError as exc:
-                _log.error(
-                    "category_fetch_failed", backend=self.name, category=category.value, error=str(exc)
-                )
-                return
-            if payload is not None:
-                result[category] = payload
-
-        async with anyio.create_task_group() as tg:
-            for category in canonical_categories():
-                tg.start_soon(one, category)
-        return {c: result[c] for c in MODEL_REFERENCE_CATEGORY if c in result}
+        return await fetch_categories(self, canonical_categories(), force_refresh=force_refresh)
 
     def last_fetched(self, category: MODEL_REFERENCE_CATEGORY) -> float | None:
         """When `category` was last served (from Redis or the wrapped backend)."""
