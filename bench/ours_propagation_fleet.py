@@ -25,6 +25,7 @@ The process exits when its stdin closes (its parent is gone).
 
 from __future__ import annotations
 
+import faulthandler
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -216,19 +217,25 @@ def floor_stop(args: dict[str, Any]) -> dict[str, Any]:
     return {"stopped": floor is not None}
 
 
+def _reported(op: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """`op`, with any BaseException but an exit turned into an error answer (not a dead worker)."""
+
+    def call(args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return op(args)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            raise RuntimeError(f"{op.__name__} failed: {exc!r}") from exc
+
+    return call
+
+
 if __name__ == "__main__":
+    faulthandler.enable()
+    ops = [start, wait, stats, stop, floor_start, floor_wait, floor_stop]
     try:
-        serve(
-            {
-                "start": start,
-                "wait": wait,
-                "stats": stats,
-                "stop": stop,
-                "floor_start": floor_start,
-                "floor_wait": floor_wait,
-                "floor_stop": floor_stop,
-            }
-        )
+        serve({op.__name__: _reported(op) for op in ops})
     finally:
         stop({})
         floor_stop({})

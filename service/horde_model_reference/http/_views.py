@@ -62,6 +62,13 @@ class CatalogViews:
         """The decoded records by catalog key (bad records skipped, as the service does)."""
         return self._get(snapshot, "records", _records)
 
+    def keys_by_id(self, snapshot: Snapshot) -> dict[int, str]:
+        """The catalog key of each decoded record, by `id(record)` (a record's `name` may differ)."""
+        return self._get(snapshot, "keys", self._keys_by_id)
+
+    def _keys_by_id(self, snapshot: Snapshot) -> dict[int, str]:
+        return {id(record): key for key, record in self.records(snapshot).items()}
+
     def record_etag(self, snapshot: Snapshot, name: str) -> str:
         """A strong ETag of one record's JSON."""
         tags: dict[str, str] = self._get(snapshot, "record_etags", _empty)

@@ -45,12 +45,12 @@ def create_app(
         replicate_mode=ReplicateMode(replicate_mode).value,
     )
     metrics = HttpMetrics()
-    routes: list[BaseRoute] = [
-        *health_routes(ctx, metrics),
+    routes: list[BaseRoute] = [  # the most requested first: routes are tried in order
+        *v2_routes(ctx),
         *search_routes(ctx),
         *popular_routes(ctx),
-        *v2_routes(ctx),
         *v1_routes(ctx),
+        *health_routes(ctx, metrics),
     ]
     middleware = [Middleware(RequestMetricsMiddleware, metrics=metrics)]
     if cors_origins:

@@ -25,7 +25,7 @@ _TEXT_BACKEND_PREFIXES = ("aphrodite/", "koboldcpp/")
 
 
 def v2_routes(ctx: ApiContext) -> list[Route]:
-    """The v2 read routes (search and popular come from their own modules, before these)."""
+    """The v2 read routes (the fixed paths before `{category}`; search and popular are elsewhere)."""
 
     async def model_categories(request: Request) -> Response:
         """The names of the categories that have a catalog here."""
@@ -76,8 +76,8 @@ def v2_routes(ctx: ApiContext) -> list[Route]:
     return [
         Route(f"{V2_PREFIX}/model_categories", model_categories, methods=["GET"]),
         Route(f"{V2_PREFIX}/revisions", revisions, methods=["GET"]),
-        Route(f"{V2_PREFIX}/{{category}}/model/{{name:path}}", model, methods=["GET"]),
         Route(f"{V2_PREFIX}/{{category}}", category, methods=["GET"]),
+        Route(f"{V2_PREFIX}/{{category}}/model/{{name:path}}", model, methods=["GET"]),
     ]
 
 

@@ -66,7 +66,9 @@ def search_routes(ctx: ApiContext) -> list[Route]:
                 f"query parameter 'source': unknown source {source!r}; this server serves the canonical "
                 f"catalog only ('{HORDE_SOURCE_ID}', or '{ANY_SOURCE}' which means the same here)",
             )
-        names = run_search(cat, ctx.views.records(snapshot), params)
+        found = run_search(cat, ctx.views.records(snapshot), params)
+        key_of = ctx.views.keys_by_id(snapshot)
+        names = [key_of[id(record)] for record in found]
         page = names[offset : offset + limit]
         raw = ctx.views.raw_records(snapshot)
         total = len(names)
@@ -85,8 +87,8 @@ def search_routes(ctx: ApiContext) -> list[Route]:
 
 def run_search(
     category: MODEL_REFERENCE_CATEGORY, records: Mapping[str, GenericModelRecord], params: QueryParams
-) -> list[str]:
-    """The names of the matching records, sorted as asked (every match: the caller pages)."""
+) -> list[GenericModelRecord]:
+    """The matching records, sorted as asked (every match: the caller pages)."""
     query_type = _QUERY_TYPES.get(category, ModelQuery)
     query: Any = query_type.from_records(records, record_type=record_type_for(category))
     for name in ("nsfw", "inpainting"):
@@ -111,10 +113,10 @@ def run_search(
     if sort_by is not None:
         query = _step("sort_by", lambda q: q.order_by(sort_by, descending=descending), query)
     try:
-        names: list[str] = query.names()
+        found: list[GenericModelRecord] = query.to_list()
     except TypeError as exc:
         raise ApiError(422, f"query parameter 'sort_by': {exc}") from None
-    return names
+    return found
 
 
 def _where(query: Any, *, field: str, value: object) -> Any:
