@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -17,7 +18,7 @@ from starlette.routing import Route
 
 from horde_model_reference.backends.filesystem import FileSystemBackend
 from horde_model_reference.http import HttpEndpoint, HttpServerError, StaticSnapshotSource, serve_http
-from horde_model_reference.supervisor import ServiceConfig
+from horde_model_reference.supervisor import ServiceConfig, run_service
 from horde_model_reference.supervisor.testing import running_service
 
 pytestmark = pytest.mark.anyio
@@ -81,6 +82,30 @@ async def test_serves_the_supervisor_snapshots_over_uvicorn(
                 assert 'hmr_category_revision{category="clip"} 2' in metrics
             tg.cancel_scope.cancel()
         assert _refused(endpoint.port)
+
+
+@pytest.mark.integration
+async def test_runs_as_a_supervisor_component(
+    tmp_path: Path, shared_data: Path, nats_url: str, subject_prefix: str
+) -> None:
+    """The `hmr serve --http PORT` wiring: `serve_http` is a `Component` of `run_service`."""
+    base = tmp_path / "base"
+    shutil.copytree(shared_data / "golden-v2", base)
+    config = ServiceConfig(data_dir=str(tmp_path / "data"), nats_url=nats_url, subject_prefix=subject_prefix)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    http = partial(serve_http, host="127.0.0.1", port=port)
+    async with anyio.create_task_group() as tg:
+        await tg.start(
+            partial(run_service, handle_signals=False, components=[http]), config, FileSystemBackend(base)
+        )
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            ready = await client.get("/api/ready")  # up as soon as the service reports ready
+            assert ready.status_code == 200 and ready.json()["ready"] is True
+            assert (await client.get(f"{V2}/model_categories")).json()[0] == "blip"
+        tg.cancel_scope.cancel()
+    assert _refused(port)
 
 
 async def test_port_in_use_fails_at_once(shared_data: Path) -> None:

@@ -37,11 +37,11 @@ class CountingBackend(FileSystemBackend):
         super().__init__(base_path)
         self.calls: dict[str, int] = {}
 
-    async def fetch_category(
-        self, category: MODEL_REFERENCE_CATEGORY, *, force_refresh: bool = False
+    def fetch_category_sync(
+        self, category: MODEL_REFERENCE_CATEGORY, force_refresh: bool = False
     ) -> CategoryPayload | None:
         self.calls[category.value] = self.calls.get(category.value, 0) + 1
-        return await super().fetch_category(category, force_refresh=force_refresh)
+        return super().fetch_category_sync(category, force_refresh)
 
 
 @pytest.fixture

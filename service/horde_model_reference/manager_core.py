@@ -10,13 +10,13 @@ deltas instead and reads never touch the backend.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
 import anyio.to_thread
 
 from horde_model_reference._portal import get_portal, run_sync
-from horde_model_reference.backends.base import ModelReferenceBackend
+from horde_model_reference.backends.base import CategoryPayload, ModelReferenceBackend
 from horde_model_reference.bus.consumer import BusConsumer
 from horde_model_reference.cache import (
     CategorySnapshot,
@@ -25,7 +25,7 @@ from horde_model_reference.cache import (
     ReferenceCache,
     log_callback_failure,
 )
-from horde_model_reference.catalog import decode_catalog
+from horde_model_reference.catalog import DecodedCatalog, decode_catalog
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, canonical_categories, parse_category
 from horde_model_reference.errors import BackendError, CatalogDecodeError
 from horde_model_reference.logs import get_logger
@@ -34,6 +34,12 @@ from horde_model_reference.records import GenericModelRecord
 __all__ = ["ManagerCore"]
 
 _log = get_logger(__name__)
+_DECODE_IN_THREAD_BYTES = 65536
+"""Catalogs larger than this are decoded in a worker thread by async loads (the loop stays free)."""
+
+
+async def _await(awaitable: Awaitable[None]) -> None:
+    await awaitable
 
 
 class ManagerCore:
@@ -49,6 +55,10 @@ class ManagerCore:
 
     def warm_cache(self, *, force_refresh: bool = False) -> None:
         """Load and decode every canonical category now (blocking)."""
+        if self._bus is None and self._sync_fetch() is not None:
+            for category in canonical_categories():
+                self._load_quietly_sync(category, force_refresh)
+            return
         run_sync(self.warm_cache_async, force_refresh)
 
     async def warm_cache_async(self, force_refresh: bool = False) -> None:
@@ -66,30 +76,46 @@ class ManagerCore:
         except (BackendError, CatalogDecodeError) as exc:
             _log.error("category_load_failed", category=category.value, error=str(exc))
 
-    async def _load_async(self, category: MODEL_REFERENCE_CATEGORY, force: bool) -> CategorySnapshot | None:
-        """Fetch, decode and install one category; keep the last good snapshot on any failure."""
-        key = category.value
-        generation = self._cache.next_generation()
-        current = self._cache.snapshots.get(key)
+    def _load_quietly_sync(self, category: MODEL_REFERENCE_CATEGORY, force: bool) -> None:
         try:
-            payload = await self._backend.fetch_category(category, force_refresh=force)
-        except BackendError:
-            if current is not None:
-                _log.warning("category_refresh_failed_kept_last_good", category=key, exc_info=True)
-                return current
-            raise
+            self._load_sync(category, force)
+        except (BackendError, CatalogDecodeError) as exc:
+            _log.error("category_load_failed", category=category.value, error=str(exc))
+
+    def _sync_fetch(self) -> Callable[[MODEL_REFERENCE_CATEGORY, bool], CategoryPayload | None] | None:
+        """The backend's blocking fetch, when it has one (local files): no event loop needed."""
+        fetch: Callable[[MODEL_REFERENCE_CATEGORY, bool], CategoryPayload | None] | None
+        fetch = getattr(self._backend, "fetch_category_sync", None)
+        return fetch
+
+    def _last_good(self, key: str, error: BackendError) -> CategorySnapshot | None:
+        """The snapshot held when a refresh failed (logged), or None when there is none."""
+        current = self._cache.snapshots.get(key)
+        if current is not None:
+            _log.warning("category_refresh_failed_kept_last_good", category=key, error=str(error))
+        return current
+
+    def _accept(self, category: MODEL_REFERENCE_CATEGORY, payload: CategoryPayload | None) -> bool:
+        """Whether `payload` must be decoded and installed (False: absent, or the bytes held)."""
+        key = category.value
+        current = self._cache.snapshots.get(key)
         if payload is None:
             if current is None:
                 self._cache.mark_missing(key)
-            return current
+            return False
         if current is not None and current.digest == payload.digest:
             self._cache.checked_at[key] = time.monotonic()
-            return current
-        if len(payload.data) > 65536:
-            decoded = await anyio.to_thread.run_sync(decode_catalog, category, payload.data)
-        else:
-            decoded = decode_catalog(category, payload.data)
-        notice = self._cache.install(
+            return False
+        return True
+
+    def _install(
+        self,
+        category: MODEL_REFERENCE_CATEGORY,
+        payload: CategoryPayload,
+        decoded: DecodedCatalog,
+        generation: int,
+    ) -> ChangeNotice | None:
+        return self._cache.install(
             category,
             decoded.records,
             revision=payload.revision or 0,
@@ -98,9 +124,47 @@ class ManagerCore:
             issues=decoded.issues,
             generation=generation,
         )
-        if notice is not None:
-            await self._dispatch_async(notice)
-        return self._cache.snapshots.get(key)
+
+    async def _load_async(self, category: MODEL_REFERENCE_CATEGORY, force: bool) -> CategorySnapshot | None:
+        """Fetch, decode and install one category; keep the last good snapshot on any failure."""
+        generation = self._cache.next_generation()
+        try:
+            payload = await self._backend.fetch_category(category, force_refresh=force)
+        except BackendError as exc:
+            kept = self._last_good(category.value, exc)
+            if kept is None:
+                raise
+            return kept
+        if payload is not None and self._accept(category, payload):
+            if len(payload.data) > _DECODE_IN_THREAD_BYTES:
+                decoded = await anyio.to_thread.run_sync(decode_catalog, category, payload.data)
+            else:
+                decoded = decode_catalog(category, payload.data)
+            notice = self._install(category, payload, decoded, generation)
+            if notice is not None:
+                await self._dispatch_async(notice)
+        elif payload is None:
+            self._accept(category, None)
+        return self._cache.snapshots.get(category.value)
+
+    def _load_sync(self, category: MODEL_REFERENCE_CATEGORY, force: bool) -> CategorySnapshot | None:
+        """`_load_async` on the calling thread, for backends with a blocking fetch."""
+        fetch = self._sync_fetch()
+        if fetch is None:
+            return run_sync(self._load_async, category, force)
+        generation = self._cache.next_generation()
+        try:
+            payload = fetch(category, force)
+        except BackendError as exc:
+            kept = self._last_good(category.value, exc)
+            if kept is None:
+                raise
+            return kept
+        if self._accept(category, payload) and payload is not None:
+            notice = self._install(category, payload, decode_catalog(category, payload.data), generation)
+            if notice is not None:
+                self._dispatch_sync(notice)
+        return self._cache.snapshots.get(category.value)
 
     async def _dispatch_async(self, notice: ChangeNotice) -> None:
         for callback in self._cache.callbacks:
@@ -108,6 +172,15 @@ class ManagerCore:
                 result = callback(notice)
                 if result is not None:
                     await result
+            except Exception:
+                log_callback_failure(callback, notice)
+
+    def _dispatch_sync(self, notice: ChangeNotice) -> None:
+        for callback in self._cache.callbacks:
+            try:
+                result = callback(notice)
+                if result is not None:
+                    run_sync(_await, result)
             except Exception:
                 log_callback_failure(callback, notice)
 
@@ -144,7 +217,7 @@ class ManagerCore:
             return self._cache.snapshots.get(cat.value)
         if not force and self._cache.is_known_missing(cat.value):
             return None
-        return run_sync(self._load_async, cat, force)
+        return self._load_sync(cat, force)
 
     async def _snapshot_async(
         self, category: str | MODEL_REFERENCE_CATEGORY, force: bool = False

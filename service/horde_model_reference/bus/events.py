@@ -11,7 +11,6 @@ Subjects (prefix default `hmr.v1`, configurable):
 | `<prefix>.write.<command>`       | request/reply  | write commands and their results |
 """
 
-from __future__ import annotations
 
 import msgspec
 
