@@ -119,7 +119,7 @@ class ReferenceCache:
     def install(
         self,
         category: MODEL_REFERENCE_CATEGORY,
-        records: Mapping[str, GenericModelRecord],
+        records: dict[str, GenericModelRecord] | MappingProxyType[str, GenericModelRecord],
         *,
         revision: int,
         digest: str,
@@ -129,6 +129,9 @@ class ReferenceCache:
         names: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = None,
     ) -> ChangeNotice | None:
         """Install a new snapshot unless it is older than the one held.
+
+        The cache takes ownership of `records` (it is wrapped read-only, not copied): pass a mapping
+        nobody else will change.
 
         Returns the change notice (to hand to callbacks, outside any lock), or None when nothing
         changed or the snapshot was stale.
@@ -144,7 +147,7 @@ class ReferenceCache:
             self._missing_until.pop(key, None)
             if current is not None and current.digest == digest and current.revision == revision:
                 return None
-            frozen = records if isinstance(records, MappingProxyType) else MappingProxyType(dict(records))
+            frozen = records if isinstance(records, MappingProxyType) else MappingProxyType(records)
             snapshot = CategorySnapshot(category, frozen, revision, digest, raw, time.time(), issues)
             self.snapshots[key] = snapshot
             if generation is not None:
