@@ -52,7 +52,7 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds between polls; None picks by backend (0.5 s local files, 60 s network)."""
     heartbeat_interval: float = 2.0
     delta_max_bytes: int = 256 * 1024
-    """A `CategoryChanged` whose encoded delta is larger carries no records (consumers fetch)."""
+    """A `CategoryChanged` whose encoded delta is larger carries no records (consumers fetch); 0 turns deltas off."""
     service_id: str = msgspec.field(default_factory=_new_service_id)
     categories: tuple[str, ...] | None = None
     """The categories to serve; None means `canonical_categories()`."""
@@ -86,13 +86,16 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
             "drain_timeout": self.drain_timeout,
             "restart_backoff": self.restart_backoff,
             "restart_backoff_max": self.restart_backoff_max,
-            "delta_max_bytes": self.delta_max_bytes,
         }
         if self.poll_interval is not None:
             positive["poll_interval"] = self.poll_interval
         for name, value in positive.items():
             if not value > 0:
                 raise SettingsError(f"ServiceConfig.{name}", value, "a positive number")
+        if self.delta_max_bytes < 0:
+            raise SettingsError(
+                "ServiceConfig.delta_max_bytes", self.delta_max_bytes, "0 (no deltas) or more bytes"
+            )
         if not self.data_dir:
             raise SettingsError("ServiceConfig.data_dir", self.data_dir, "a directory path")
         if not self.subject_prefix or " " in self.subject_prefix or self.subject_prefix.endswith("."):
