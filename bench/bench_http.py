@@ -10,8 +10,8 @@ figure is the median over rounds, the ratio the median of the per-round ratios.
   whatever uvicorn finds in this project's venv: asyncio and h11 here);
 - baseline: `horde_model_reference.service.app:app` of horde-model-reference 8.6.2 with its
   `service` extra (fastapi[standard]: uvicorn with uvloop and httptools), PRIMARY on a copy of
-  the same files (ref_http_server.py), in a Python 3.12 venv built once under var/ (it needs
-  more than the `.venv-ref` of the other benchmarks).
+  the same files (ref_http_server.py), in a Python 3.12 venv `.venv-ref-http` built once (it
+  needs more than the `.venv-ref` of the other benchmarks; it holds a `.gitignore` of its own).
 
 Cases: the image catalog (200), the same with `If-None-Match` carrying our ETag (ours answers
 304; the reference has no ETags and answers 200: what a revalidating client costs on each), and
@@ -43,13 +43,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from _common import REF_VERSION, ROOT, Context, Row, find_ref_python, log
+from _common import REF_VERSION, RESULTS_DIR, ROOT, Context, Row, find_ref_python, log
 
 GOAL = 5.0
 CONNECTIONS = 8
 IMAGE = "/api/model_references/v2/image_generation"
 SEARCH = f"{IMAGE}/search?nsfw=false&baseline=stable_diffusion_xl&sort_by=name&limit=20"
-REF_HTTP_VENV = ROOT / "var" / "venv-ref-http"
+REF_HTTP_VENV = ROOT / ".venv-ref-http"
 REF_HTTP_REQUIREMENT = f"horde-model-reference[service]=={REF_VERSION}"
 _STAMP = REF_HTTP_VENV / ".hmr-bench-ref-http.json"
 
@@ -225,8 +225,8 @@ def _ref_http_python(ctx: Context) -> tuple[Path | None, str]:
     if not ctx.use_ref:
         return None, "baseline skipped: --no-ref"
     python = REF_HTTP_VENV / "bin" / "python"
-    REF_HTTP_VENV.parent.mkdir(parents=True, exist_ok=True)
-    with open(REF_HTTP_VENV.parent / ".venv-ref-http.lock", "w") as lock:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS_DIR / ".ref-http-venv.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         with contextlib.suppress(OSError, ValueError):
             if json.loads(_STAMP.read_text()).get("requirement") == REF_HTTP_REQUIREMENT and python.exists():
@@ -234,25 +234,18 @@ def _ref_http_python(ctx: Context) -> tuple[Path | None, str]:
         base, how = find_ref_python()
         if base is None:
             return None, f"baseline skipped: {how}"
-        log(
-            f"http: creating {REF_HTTP_VENV.relative_to(ROOT)} with {base} and {REF_HTTP_REQUIREMENT} (once) ..."
-        )
+        log(f"http: creating {REF_HTTP_VENV.name} with {base} and {REF_HTTP_REQUIREMENT} (once) ...")
         for step in (
             [base, "-m", "venv", "--clear", str(REF_HTTP_VENV)],
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                REF_HTTP_REQUIREMENT,
-            ],
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", REF_HTTP_REQUIREMENT],
         ):
+            (REF_HTTP_VENV / ".gitignore").parent.mkdir(parents=True, exist_ok=True)
+            (REF_HTTP_VENV / ".gitignore").write_text("*\n")  # never committed, whatever the root .gitignore says
             proc = subprocess.run(step, capture_output=True, text=True, timeout=1800, check=False)
             if proc.returncode != 0:
                 tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
                 return None, f"baseline skipped: `{' '.join(step[:4])} ...` failed: {tail}"
+        (REF_HTTP_VENV / ".gitignore").write_text("*\n")
         _STAMP.write_text(json.dumps({"requirement": REF_HTTP_REQUIREMENT, "base_python": base}))
         return python, ""
 

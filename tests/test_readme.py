@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -38,6 +41,55 @@ async def test_readme_consumer_example_runs(tmp_path: Path, shared_data: Path, n
         lines = result.stdout.splitlines()
         assert lines[-2] == str(service.revision("image_generation"))
         assert lines[-1].startswith("sdxl ") and int(lines[-1].split()[1]) > 0
+
+
+def _write_flow_commands() -> list[str]:
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text[text.index("### Changing the reference") :]
+    blocks = re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)
+    return [line.split("#")[0].strip() for line in blocks[1].splitlines() if line.strip()]
+
+
+def test_readme_write_workflow_runs(tmp_path: Path, nats_url: str, subject_prefix: str) -> None:
+    base = tmp_path / "primary"
+    hmr = str(Path(sys.executable).parent / "hmr")
+    env = dict(os.environ)
+    env.update(
+        HORDE_MODEL_REFERENCE_WRITES__REQUESTER_KEYS="alice-key",
+        HORDE_MODEL_REFERENCE_WRITES__APPROVER_KEYS="bob-key",
+        HORDE_MODEL_REFERENCE_NATS__URL=nats_url,
+        HORDE_MODEL_REFERENCE_NATS__SUBJECT_PREFIX=subject_prefix,
+    )
+    serve = subprocess.Popen(
+        [hmr, "serve", "--base-path", str(base), "--seed-from", str(REPO_ROOT / "examples" / "reference")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        outputs = []
+        for command in _write_flow_commands():
+            args = shlex.split(command.replace("var/primary", str(base)))
+            assert args[0] == "hmr"
+            for attempt in range(50):
+                result = subprocess.run(
+                    [hmr, *args[1:]], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=30
+                )
+                if (
+                    result.returncode == 0
+                    or attempt == 49
+                    or "no answer" not in result.stderr + result.stdout
+                ):
+                    break
+                time.sleep(0.2)
+            assert result.returncode == 0, (command, result.stdout, result.stderr)
+            outputs.append(result.stdout)
+        assert "clip revision 2" in outputs[3]
+        assert "applied" in outputs[4]
+        assert '"my-clip"' in (base / "clip.json").read_text()
+    finally:
+        serve.terminate()
+        assert serve.wait(timeout=15) == 0
 
 
 def test_readme_names_the_two_commands() -> None:
