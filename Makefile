@@ -39,4 +39,4 @@ contracts: $(STAMP)
 	$(PY) -m horde_model_reference.contracts contracts/
 
 clean:
-	rm -rf $(VENV) .venv-ref var bench/results
+	rm -rf $(VENV) .venv-ref .venv-ref-http var bench/results

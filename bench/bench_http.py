@@ -237,15 +237,23 @@ def _ref_http_python(ctx: Context) -> tuple[Path | None, str]:
         log(f"http: creating {REF_HTTP_VENV.name} with {base} and {REF_HTTP_REQUIREMENT} (once) ...")
         for step in (
             [base, "-m", "venv", "--clear", str(REF_HTTP_VENV)],
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", REF_HTTP_REQUIREMENT],
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                REF_HTTP_REQUIREMENT,
+            ],
         ):
-            (REF_HTTP_VENV / ".gitignore").parent.mkdir(parents=True, exist_ok=True)
-            (REF_HTTP_VENV / ".gitignore").write_text("*\n")  # never committed, whatever the root .gitignore says
             proc = subprocess.run(step, capture_output=True, text=True, timeout=1800, check=False)
             if proc.returncode != 0:
                 tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
                 return None, f"baseline skipped: `{' '.join(step[:4])} ...` failed: {tail}"
-        (REF_HTTP_VENV / ".gitignore").write_text("*\n")
+            (REF_HTTP_VENV / ".gitignore").write_text(
+                "*\n"
+            )  # never committed, whatever the root .gitignore says
         _STAMP.write_text(json.dumps({"requirement": REF_HTTP_REQUIREMENT, "base_python": base}))
         return python, ""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -19,6 +20,7 @@ from horde_model_reference.cli_show import add_show_parser, load_directory
 from horde_model_reference.cli_writes import add_write_parsers
 from horde_model_reference.errors import ModelReferenceError
 from horde_model_reference.fileio import atomic_write_bytes
+from horde_model_reference.http import serve_http
 from horde_model_reference.logs import configure_logging, get_logger
 from horde_model_reference.settings import ReplicateMode, load_settings
 from horde_model_reference.supervisor import ServiceConfig, Supervisor, run_service, sole_exception
@@ -95,6 +97,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     components: list[Component] = []
     if args.mode == ReplicateMode.PRIMARY:
         components.append(WriteService(settings.writes).run)
+    if args.http is not None:
+        components.append(partial(serve_http, host=args.http_host, port=args.http, replicate_mode=args.mode))
     url_file = base_path / SERVICE_URL_FILE
     try:
         anyio.run(_serve, config, backend, url_file, components)
@@ -129,6 +133,15 @@ def _add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         help="PRIMARY serves the base path's files (default); REPLICA follows GitHub or PRIMARY_API_URL",
     )
     serve.add_argument("--heartbeat-interval", type=float, default=2.0, help="seconds between heartbeats")
+    serve.add_argument(
+        "--http",
+        type=int,
+        metavar="PORT",
+        help="also serve today's primary's HTTP read API on PORT (docs/http.md)",
+    )
+    serve.add_argument(
+        "--http-host", default="0.0.0.0", metavar="HOST", help="address for --http (default 0.0.0.0)"
+    )
     serve.set_defaults(func=_run_serve)
 
 

@@ -24,6 +24,7 @@ from horde_model_reference.bus.consumer import BusConsumer, BusOptions
 from horde_model_reference.cache import (
     ReferenceCache,
 )
+from horde_model_reference.integrations.popularity import PopularityMixin
 from horde_model_reference.logs import get_logger
 from horde_model_reference.manager_reads import ReadApi, validate_model_name
 from horde_model_reference.manager_typed import TypedAccessMixin
@@ -36,7 +37,7 @@ _log = get_logger(__name__)
 _UNSET: Any = object()
 
 
-class ModelReferenceManager(TypedAccessMixin, ReadApi):
+class ModelReferenceManager(PopularityMixin, TypedAccessMixin, ReadApi):
     """The model reference, read from a backend or kept current over the bus. A singleton.
 
     The first construction sets `backend`, `base_path`, `replicate_mode`, `prefetch_strategy`,
