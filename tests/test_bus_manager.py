@@ -76,6 +76,8 @@ async def test_async_application_runs_the_sync_on_its_own_loop(
 
 
 async def test_run_bus_without_a_nats_url_is_a_clear_error(tmp_path: Path) -> None:
-    manager = ModelReferenceManager(base_path=tmp_path, prefetch_strategy=PrefetchStrategy.LAZY, nats_url=None)
+    manager = ModelReferenceManager(
+        base_path=tmp_path, prefetch_strategy=PrefetchStrategy.LAZY, nats_url=None
+    )
     with pytest.raises(RuntimeError, match="no NATS URL"):
         await manager.run_bus()

@@ -5,7 +5,6 @@ name, the legacy file name, which GitHub repository serves the legacy file) and 
 are classified (domain and purpose).
 """
 
-
 from enum import StrEnum
 from typing import Literal
 

@@ -6,7 +6,6 @@ never references itself). Unknown JSON fields are ignored, so a newer catalog de
 consumer; unknown baselines and styles are logged once by `catalog.decode_catalog`, never rejected.
 """
 
-
 from typing import Any, ClassVar, TypeAlias
 
 import msgspec

@@ -6,7 +6,6 @@ sets the base path, as today. An invalid value fails at start with the variable'
 it expected.
 """
 
-
 import os
 import re
 from collections.abc import Mapping
