@@ -500,10 +500,10 @@ async def test_metrics(client: httpx.AsyncClient) -> None:
 
 
 async def test_method_not_allowed_is_json(client: httpx.AsyncClient) -> None:
-    response = await client.post(f"{V2}/image_generation", content=b"{}")
+    response = await client.patch(f"{V2}/image_generation", content=b"{}")
     assert response.status_code == 405
     assert response.json() == {
-        "detail": "method POST is not allowed on /api/model_references/v2/image_generation"
+        "detail": "method PATCH is not allowed on /api/model_references/v2/image_generation"
     }
 
 

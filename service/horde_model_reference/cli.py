@@ -95,10 +95,13 @@ def _run_serve(args: argparse.Namespace) -> int:
     )
     backend = _backend_for(args, base_path)
     components: list[Component] = []
-    if args.mode == ReplicateMode.PRIMARY:
-        components.append(WriteService(settings.writes).run)
+    writes = WriteService(settings.writes) if args.mode == ReplicateMode.PRIMARY else None
+    if writes is not None:
+        components.append(writes.run)  # before the HTTP face, which hands it its write requests
     if args.http is not None:
-        components.append(partial(serve_http, host=args.http_host, port=args.http, replicate_mode=args.mode))
+        components.append(
+            partial(serve_http, host=args.http_host, port=args.http, replicate_mode=args.mode, writes=writes)
+        )
     url_file = base_path / SERVICE_URL_FILE
     try:
         anyio.run(_serve, config, backend, url_file, components)
@@ -137,7 +140,7 @@ def _add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         "--http",
         type=int,
         metavar="PORT",
-        help="also serve today's primary's HTTP read API on PORT (docs/http.md)",
+        help="also serve today's primary's HTTP API on PORT: reads, and writes on a PRIMARY (docs/http.md)",
     )
     serve.add_argument(
         "--http-host", default="0.0.0.0", metavar="HOST", help="address for --http (default 0.0.0.0)"

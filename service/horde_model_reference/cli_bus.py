@@ -88,7 +88,8 @@ def _format_health(data: bytes) -> str:
         f"service {health.service_id}  uptime {health.uptime:.0f}s  "
         f"nats={'up' if health.nats_connected else 'down'}  "
         f"redis={'n/a' if health.redis_connected is None else 'up' if health.redis_connected else 'down'}",
-        f"{'category':<22} {'rev':>5} {'models':>6} {'restarts':>8}  {'digest':<12}  {'last change':<19}  last error",
+        f"{'category':<22} {'state':<7} {'rev':>5} {'models':>6} {'restarts':>8}  {'digest':<12}  "
+        f"{'last change':<19}  last error",
     ]
     for name, state in sorted(health.categories.items()):
         changed = (
@@ -97,7 +98,7 @@ def _format_health(data: bytes) -> str:
             else "-"
         )
         lines.append(
-            f"{name:<22} {state.revision:>5} {state.record_count:>6} {state.restarts:>8}  "
+            f"{name:<22} {state.state or '-':<7} {state.revision:>5} {state.record_count:>6} {state.restarts:>8}  "
             f"{(state.digest or '-')[:12]:<12}  {changed:<19}  {state.last_error or '-'}"
         )
     return "\n".join(lines)

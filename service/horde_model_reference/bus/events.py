@@ -11,7 +11,6 @@ Subjects (prefix default `hmr.v1`, configurable):
 | `<prefix>.write.<command>`       | request/reply  | write commands and their results |
 """
 
-
 import msgspec
 
 __all__ = [
@@ -108,6 +107,24 @@ class CategoryHealth(msgspec.Struct, frozen=True, kw_only=True):
     last_error_at: float | None = None
     restarts: int = 0
     """How often this category's fetcher actor crashed and was restarted."""
+    state: str | None = None
+    """`loading` (first fetch not done), `loaded` (a snapshot is held), `absent` (none: the source
+    has no catalog) or `failed` (none: the last fetch failed or its catalog was rejected).
+    None from a service that does not report it."""
+    events_published: int = 0
+    """`CategoryChanged` events published (counted since the service started, as are the rest)."""
+    publish_failures: int = 0
+    """`CategoryChanged` events whose publish failed or timed out."""
+    fetch_count: int = 0
+    """Fetches from the backend, finished or failed."""
+    fetch_seconds_total: float = 0.0
+    """Time spent in those fetches."""
+    last_fetch_seconds: float | None = None
+    """How long the latest fetch took."""
+    fetch_failures: int = 0
+    """Fetches that raised or timed out."""
+    redis_write_failures: int = 0
+    """Snapshot writes to Redis that failed."""
 
 
 class HealthReply(msgspec.Struct, frozen=True, kw_only=True, tag="health", tag_field="type"):

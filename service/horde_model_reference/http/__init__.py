@@ -1,6 +1,7 @@
-"""The HTTP face: today's primary's read API, served from the in-memory snapshots of `hmr serve`.
+"""The HTTP face: today's primary's API, reads served from the in-memory snapshots of `hmr serve`,
+writes handed to its `WriteService`.
 
-    app = create_app(supervisor)                 # a Starlette app over any SnapshotSource
+    app = create_app(supervisor, writes=writes)  # a Starlette app over any SnapshotSource
     await tg.start(serve_http, supervisor, "0.0.0.0", 19800)   # uvicorn in the caller's task group
 
 Endpoints and choices: docs/http.md.

@@ -1,9 +1,10 @@
-"""What every route shares: the snapshot source, the per-digest views, popularity, settings."""
+"""What every route shares: the snapshot source, the write service, per-digest views, popularity."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from horde_model_reference.bus.events import Snapshot
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
@@ -11,6 +12,9 @@ from horde_model_reference.errors import CategoryNotFoundError
 from horde_model_reference.http._views import CatalogViews
 from horde_model_reference.http.source import SnapshotSource
 from horde_model_reference.integrations.popularity import PopularityService
+
+if TYPE_CHECKING:
+    from horde_model_reference.writes.service import WriteService
 
 __all__ = ["ApiContext"]
 
@@ -22,6 +26,8 @@ class ApiContext:
     source: SnapshotSource
     popularity: PopularityService
     replicate_mode: str = "PRIMARY"
+    writes: WriteService | None = None
+    """The running write service the write routes hand their commands to (None: no writes)."""
     views: CatalogViews = field(default_factory=CatalogViews)
     started_at: float = field(default_factory=time.time)
     _headers: dict[str, tuple[str, int, dict[str, str]]] = field(default_factory=dict)

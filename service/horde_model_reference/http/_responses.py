@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -157,6 +158,25 @@ class QueryParams:
             ) from None
         if number < minimum or (maximum is not None and number > maximum):
             raise ApiError(422, f"query parameter {name!r}: must be {bound}, got {number}")
+        return number
+
+    def optional_integer(self, name: str, *, minimum: int = 0) -> int | None:
+        """An integer >= minimum, or None when absent."""
+        if self._params.get(name) is None:
+            return None
+        return self.integer(name, minimum, minimum=minimum)
+
+    def number(self, name: str) -> float | None:
+        """A finite number (`1.5`, `1e9`), or None when absent."""
+        value = self._params.get(name)
+        if value is None:
+            return None
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            raise ApiError(422, f"query parameter {name!r}: expected a number, got {value!r}")
         return number
 
     def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:

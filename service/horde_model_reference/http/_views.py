@@ -20,6 +20,7 @@ from horde_model_reference.catalog import decode_catalog
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 from horde_model_reference.legacy import to_legacy_stable_diffusion, to_legacy_text_db
 from horde_model_reference.records import GenericModelRecord
+from horde_model_reference.writes.validation import raw_record_digest
 
 __all__ = ["LEGACY_VIEWS", "CatalogViews"]
 
@@ -77,6 +78,15 @@ class CatalogViews:
             raw = self.raw_records(snapshot)[name]
             tag = tags[name] = '"' + hashlib.sha256(raw).hexdigest() + '"'
         return tag
+
+    def record_digest(self, snapshot: Snapshot, name: str) -> str:
+        """The record's digest as the write path knows it (`base_digest` of an update or delete)."""
+        digests: dict[str, str] = self._get(snapshot, "record_digests", _empty)
+        digest = digests.get(name)
+        if digest is None:
+            category = MODEL_REFERENCE_CATEGORY(snapshot.category)
+            digest = digests[name] = raw_record_digest(category, self.raw_records(snapshot)[name])
+        return digest
 
     async def legacy(self, snapshot: Snapshot) -> bytes:
         """The legacy JSON file of the category (image `stable_diffusion.json`, text `db.json`)."""

@@ -1,9 +1,10 @@
 """Service endpoints: `/api/heartbeat`, `/api/replicate_mode`, `/api/health`, `/api/ready`, `/metrics`.
 
-Readiness: a category is `loaded` (it has a snapshot), `absent` (none, and its last fetch did not
-fail: the backend has no catalog for it) or `failed` (none, and its last fetch failed). The
-server is ready when no category is `failed`. The app is mounted once the supervisor reports
-ready (each actor made its first pass), so "no snapshot, no error" means known absent.
+Readiness: each category's `state` as the source reports it: `loaded` (it has a snapshot),
+`absent` (none: the backend has no catalog for it), `loading` (its first fetch is not over) or
+`failed` (none: its last fetch failed or its catalog was rejected). The server is ready when every category is `loaded` or
+`absent`. A source that reports no state (an older service) is read as before: no snapshot and
+no error is `absent` (the app starts once each actor made its first pass).
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from starlette.routing import Route
 from horde_model_reference.http._context import ApiContext
 from horde_model_reference.http._responses import json_response
 from horde_model_reference.http.metrics import PROMETHEUS_CONTENT_TYPE, HttpMetrics, render_metrics
+from horde_model_reference.http.source import category_state
 
 __all__ = ["health_routes"]
+
+_READY_STATES = frozenset({"loaded", "absent"})
 
 
 def health_routes(ctx: ApiContext, metrics: HttpMetrics) -> list[Route]:
@@ -36,7 +40,11 @@ def health_routes(ctx: ApiContext, metrics: HttpMetrics) -> list[Route]:
     async def replicate_mode(request: Request) -> Response:
         """What this server is: its replicate mode, canonical format, and whether it takes writes."""
         return json_response(
-            {"replicate_mode": ctx.replicate_mode, "canonical_format": "v2", "writable": False}
+            {
+                "replicate_mode": ctx.replicate_mode,
+                "canonical_format": "v2",
+                "writable": ctx.writes is not None,
+            }
         )
 
     async def health(request: Request) -> Response:
@@ -56,16 +64,15 @@ def health_routes(ctx: ApiContext, metrics: HttpMetrics) -> list[Route]:
     async def ready(request: Request) -> Response:
         """Readiness: 200 when every category is loaded or known absent, else 503."""
         status = ctx.source.status()
-        states: dict[str, dict[str, object]] = {}
-        for name, category in status.categories.items():
-            if category.digest is not None:
-                state = "loaded"
-            elif category.last_error is not None:
-                state = "failed"
-            else:
-                state = "absent"
-            states[name] = {"state": state, "revision": category.revision, "last_error": category.last_error}
-        is_ready = all(entry["state"] != "failed" for entry in states.values())
+        states = {
+            name: {
+                "state": category_state(health),
+                "revision": health.revision,
+                "last_error": health.last_error,
+            }
+            for name, health in status.categories.items()
+        }
+        is_ready = all(entry["state"] in _READY_STATES for entry in states.values())
         return json_response({"ready": is_ready, "categories": states}, status=200 if is_ready else 503)
 
     async def prometheus(request: Request) -> Response:

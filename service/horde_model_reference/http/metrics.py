@@ -2,7 +2,8 @@
 
 `RequestMetricsMiddleware` counts requests by route template, method and status and keeps a
 latency histogram per route; `render_metrics` writes those and the figures of the source's
-`status()` (revisions, record counts, actor restarts, connectivity) and of the AI-Horde client.
+`status()` (per category: state, revision, record counts, events published, fetch durations and
+failures, actor restarts; connectivity) and of the AI-Horde client.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from horde_model_reference.bus.events import HealthReply
+from horde_model_reference.bus.events import CategoryHealth, HealthReply
+from horde_model_reference.http.source import CATEGORY_STATES, category_state
 from horde_model_reference.integrations.horde_api import HordeApiClient
 
 __all__ = ["PROMETHEUS_CONTENT_TYPE", "HttpMetrics", "RequestMetricsMiddleware", "render_metrics"]
@@ -138,6 +140,7 @@ def render_metrics(status: HealthReply, http: HttpMetrics, horde: HordeApiClient
         "Unix time of the last fetch or decode error.",
         [(lbl, h.last_error_at) for lbl, h in per if h.last_error_at is not None],
     )
+    lines += _category_lines(per)
     lines += _family(
         "hmr_actor_restarts_total",
         "counter",
@@ -158,6 +161,36 @@ def render_metrics(status: HealthReply, http: HttpMetrics, horde: HordeApiClient
     if horde is not None:
         lines += _horde_lines(horde)
     return "\n".join(lines) + "\n"
+
+
+def _category_lines(per: list[tuple[str, CategoryHealth]]) -> list[str]:
+    """State, publish, fetch and Redis figures per category (`per`: label, health)."""
+    states = [
+        (f"{lbl[:-1]},state={_label(state)}}}", category_state(h) == state)
+        for lbl, h in per
+        for state in CATEGORY_STATES
+    ]
+    lines = _family("hmr_category_state", "gauge", "1 for the state the category is in.", states)
+    for key, help_text in (
+        ("events_published", "CategoryChanged events published."),
+        ("publish_failures", "CategoryChanged publishes that failed or timed out."),
+        ("fetch_failures", "Backend fetches that failed or timed out."),
+        ("redis_write_failures", "Snapshot writes to Redis that failed."),
+    ):
+        samples = [(lbl, getattr(h, key)) for lbl, h in per]
+        lines += _family(f"hmr_category_{key}_total", "counter", help_text, samples)
+    name = "hmr_category_fetch_duration_seconds"
+    lines += [f"# HELP {name} Time to fetch the category from the backend.", f"# TYPE {name} summary"]
+    for lbl, h in per:
+        lines.append(f"{name}_sum{lbl} {_number(h.fetch_seconds_total)}")
+        lines.append(f"{name}_count{lbl} {h.fetch_count}")
+    lines += _family(
+        "hmr_category_last_fetch_duration_seconds",
+        "gauge",
+        "How long the latest fetch took.",
+        [(lbl, h.last_fetch_seconds) for lbl, h in per if h.last_fetch_seconds is not None],
+    )
+    return lines
 
 
 def _http_lines(http: HttpMetrics) -> list[str]:

@@ -68,7 +68,11 @@ def v2_routes(ctx: ApiContext) -> list[Route]:
         key = _find(cat, name, raw)
         if key is None:
             raise ApiError(404, f"model {name!r} not found in category {cat.value!r}")
-        headers = {**ctx.revision_headers(snapshot), "etag": ctx.views.record_etag(snapshot, key)}
+        headers = {
+            **ctx.revision_headers(snapshot),
+            "etag": ctx.views.record_etag(snapshot, key),
+            "x-hmr-record-digest": ctx.views.record_digest(snapshot, key),
+        }
         if not_modified(request, headers["etag"]):
             return Response(status_code=304, headers=headers)
         return Response(raw[key], headers=headers, media_type=JSON)

@@ -26,7 +26,19 @@ from horde_model_reference.categories import (
 )
 from horde_model_reference.errors import CategoryNotFoundError
 
-__all__ = ["SnapshotSource", "StaticSnapshotSource"]
+__all__ = ["CATEGORY_STATES", "SnapshotSource", "StaticSnapshotSource", "category_state"]
+
+CATEGORY_STATES = ("loading", "loaded", "absent", "failed")
+
+
+def category_state(health: CategoryHealth) -> str:
+    """`health.state`; for a source that does not report it, loaded, failed or absent guessed from
+    the digest and the last error."""
+    if health.state is not None:
+        return health.state
+    if health.digest is not None:
+        return "loaded"
+    return "failed" if health.last_error is not None else "absent"
 
 
 @runtime_checkable
@@ -125,6 +137,7 @@ class StaticSnapshotSource:
                 revision=snapshot.revision if snapshot else 0,
                 digest=snapshot.digest if snapshot else None,
                 record_count=self._records.get(category, 0),
+                state="loaded" if snapshot else "absent",
             )
         return HealthReply(
             service_id=self.service_id,

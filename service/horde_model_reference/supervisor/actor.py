@@ -23,7 +23,7 @@ import anyio
 import msgspec
 
 from horde_model_reference.backends.base import CategoryPayload, ModelReferenceBackend
-from horde_model_reference.bus.events import CategoryChanged, Subjects, encode_event
+from horde_model_reference.bus.events import CategoryChanged, CategoryHealth, Subjects, encode_event
 from horde_model_reference.bus.snapshot_store import RedisSnapshotStore, StoredSnapshot
 from horde_model_reference.catalog import DecodedCatalog, decode_catalog
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
@@ -73,11 +73,61 @@ class CategorySlot:
         self.pass_error: str | None = None
         self.progress = anyio.Event()
         self.first_pass = anyio.Event()
+        self.source_rejected = False
+        """The latest fetch returned a catalog that could not be decoded."""
+        self.events_published = 0
+        self.publish_failures = 0
+        self.fetch_count = 0
+        self.fetch_seconds_total = 0.0
+        self.last_fetch_seconds: float | None = None
+        self.fetch_failures = 0
+        self.redis_write_failures = 0
 
     @property
     def loaded(self) -> bool:
         """Whether the category has a good snapshot."""
         return self.data is not None and self.digest is not None
+
+    @property
+    def state(self) -> str:
+        """`loaded`, `loading` (first pass not over), `failed` (last pass failed or rejected its
+        catalog) or `absent` (the backend has no catalog)."""
+        if self.loaded:
+            return "loaded"
+        if not self.first_pass.is_set():
+            return "loading"
+        if self.pass_error is not None or self.source_rejected:
+            return "failed"
+        return "absent"
+
+    def observe_fetch(self, seconds: float, *, failed: bool) -> None:
+        """Count one backend fetch and its duration."""
+        self.fetch_count += 1
+        self.fetch_seconds_total += seconds
+        self.last_fetch_seconds = seconds
+        if failed:
+            self.fetch_failures += 1
+
+    def health(self) -> CategoryHealth:
+        """The category's part of the service's `HealthReply`."""
+        return CategoryHealth(
+            revision=self.revision,
+            digest=self.digest,
+            record_count=len(self.records) if self.records is not None else 0,
+            skipped_records=self.skipped,
+            last_change=self.last_change,
+            last_error=self.last_error,
+            last_error_at=self.last_error_at,
+            restarts=self.restarts,
+            state=self.state,
+            events_published=self.events_published,
+            publish_failures=self.publish_failures,
+            fetch_count=self.fetch_count,
+            fetch_seconds_total=self.fetch_seconds_total,
+            last_fetch_seconds=self.last_fetch_seconds,
+            fetch_failures=self.fetch_failures,
+            redis_write_failures=self.redis_write_failures,
+        )
 
     def poke(self) -> int:
         """Wake the actor now (must be called on the event loop); returns the pass to wait for."""
@@ -206,20 +256,28 @@ class CategoryActor:
         """Fetch once and publish when the catalog changed."""
         slot = self.slot
         poked = slot.begin_pass()
+        started = time.perf_counter()
         try:
             with anyio.fail_after(self.ctx.fetch_timeout):
                 payload = await self.ctx.backend.fetch_category(slot.category, force_refresh=poked)
         except TimeoutError:
+            slot.observe_fetch(time.perf_counter() - started, failed=True)
             raise BackendError(
                 self.ctx.backend.name, self._cat, f"fetch timed out after {self.ctx.fetch_timeout:.1f}s"
             ) from None
+        except Exception:
+            slot.observe_fetch(time.perf_counter() - started, failed=True)
+            raise
+        slot.observe_fetch(time.perf_counter() - started, failed=False)
         if payload is None:
+            slot.source_rejected = False
             if slot.loaded and not slot.missing_logged:
                 _log.warning("category_source_missing", category=self._cat, kept_revision=slot.revision)
                 slot.missing_logged = True
         else:
             slot.missing_logged = False
             await self._consider(payload)
+            slot.source_rejected = payload.digest == slot.rejected_digest
         if slot.redis_pending and time.monotonic() >= slot.redis_retry_at:
             await self._store_redis()
         slot.finish_pass(None)
@@ -287,6 +345,10 @@ class CategoryActor:
             delta_max_bytes=self.ctx.delta_max_bytes,
         )
         published = await self.ctx.publish(self.ctx.subjects.changed(self._cat), encoded)
+        if published:
+            slot.events_published += 1
+        else:
+            slot.publish_failures += 1
         _log.info(
             "category_changed",
             category=self._cat,
@@ -312,6 +374,7 @@ class CategoryActor:
             self.ctx.redis_result(False)
             slot.record_error(str(exc))
             slot.redis_failures += 1
+            slot.redis_write_failures += 1
             retry_in = min(_REDIS_RETRY_MAX, _REDIS_RETRY_BASE * 2 ** (slot.redis_failures - 1))
             slot.redis_retry_at = time.monotonic() + retry_in
             _log.error(

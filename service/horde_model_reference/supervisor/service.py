@@ -27,7 +27,6 @@ from nats.aio.msg import Msg
 from horde_model_reference.backends.base import ModelReferenceBackend
 from horde_model_reference.bus.embedded import EmbeddedNatsServer
 from horde_model_reference.bus.events import (
-    CategoryHealth,
     CategoryState,
     HealthReply,
     Heartbeat,
@@ -147,19 +146,7 @@ class Supervisor:
     def status(self) -> HealthReply:
         """Health: per-category state, actor restarts, NATS and Redis connectivity."""
         now = time.time()
-        categories = {
-            slot.category.value: CategoryHealth(
-                revision=slot.revision,
-                digest=slot.digest,
-                record_count=len(slot.records) if slot.records is not None else 0,
-                skipped_records=slot.skipped,
-                last_change=slot.last_change,
-                last_error=slot.last_error,
-                last_error_at=slot.last_error_at,
-                restarts=slot.restarts,
-            )
-            for slot in self._slots.values()
-        }
+        categories = {slot.category.value: slot.health() for slot in self._slots.values()}
         return HealthReply(
             service_id=self.service_id,
             started_at=self.started_at,
