@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Unpack
 
-from horde_model_reference.backends.http import RemoteOptions, _redact, _RemoteBackend
+from horde_model_reference.backends._remote import RemoteOptions, _RemoteBackend
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, get_category_descriptor, parse_category
 from horde_model_reference.errors import CatalogDecodeError
 from horde_model_reference.legacy import legacy_to_v2_json
@@ -27,6 +27,7 @@ from horde_model_reference.settings import (
     ImageGithubRepoSettings,
     TextGithubRepoSettings,
 )
+from horde_model_reference.urls import redact_url
 
 __all__ = ["DEFAULT_GITHUB_BASE_URL", "GitHubBackend"]
 
@@ -115,4 +116,4 @@ class GitHubBackend(_RemoteBackend):
         return path.with_name(path.name + ".etag")
 
     def _to_v2(self, category: MODEL_REFERENCE_CATEGORY, body: bytes, url: str) -> bytes:
-        return _legacy_to_v2(category, body, source=_redact(url))
+        return _legacy_to_v2(category, body, source=redact_url(url))

@@ -29,17 +29,18 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
+from horde_model_reference.backends._net import _PerLoop
 from horde_model_reference.backends.base import (
     CategoryPayload,
     InvalidationCallback,
     ModelReferenceBackend,
     fetch_categories,
 )
-from horde_model_reference.backends.http import _PerLoop, _redact
 from horde_model_reference.catalog import catalog_digest
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, canonical_categories, parse_category
 from horde_model_reference.errors import BackendError
 from horde_model_reference.logs import get_logger
+from horde_model_reference.urls import redact_url
 
 __all__ = ["DEFAULT_REDIS_KEY_PREFIX", "RedisBackend"]
 
@@ -222,7 +223,7 @@ class RedisBackend:
             level = _log.debug if self._down else _log.error
             level(
                 "redis_unavailable",
-                url=_redact(self.url),
+                url=redact_url(self.url),
                 category=category.value,
                 operation=operation,
                 error=repr(exc),
@@ -232,7 +233,7 @@ class RedisBackend:
             raise _RedisDown from exc
         if self._down:
             self._down = False
-            _log.info("redis_recovered", url=_redact(self.url))
+            _log.info("redis_recovered", url=redact_url(self.url))
         return result
 
     async def _read(self, category: MODEL_REFERENCE_CATEGORY) -> CategoryPayload | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 import nats
@@ -19,6 +18,7 @@ from nats.errors import SlowConsumerError
 
 from horde_model_reference.logs import get_logger
 from horde_model_reference.settings import NatsSettings
+from horde_model_reference.urls import redact_url
 
 __all__ = ["NatsAuth", "NatsClient", "NatsOptions", "connect_nats", "nats_auth_from_settings", "redact_url"]
 
@@ -64,16 +64,6 @@ def nats_auth_from_settings(settings: NatsSettings) -> NatsAuth:
         tls_cert_file=settings.tls_cert_file,
         tls_key_file=settings.tls_key_file,
     )
-
-
-def redact_url(url: str) -> str:
-    """`url` with any user and password replaced by `***`, for logs."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return parts._replace(netloc=f"***@{netloc}").geturl()
 
 
 def _tls_context(auth: NatsAuth) -> ssl.SSLContext | None:

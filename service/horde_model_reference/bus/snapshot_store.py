@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 import msgspec
@@ -24,22 +23,13 @@ from redis.typing import EncodableT, FieldT
 from horde_model_reference.categories import all_categories
 from horde_model_reference.errors import BackendError
 from horde_model_reference.logs import get_logger
+from horde_model_reference.urls import redact_url
 
 __all__ = ["DEFAULT_KEY_PREFIX", "RedisSnapshotStore", "StoredSnapshot"]
 
 DEFAULT_KEY_PREFIX = "hmr:v1"
 _BACKEND = "redis"
 _log = get_logger(__name__)
-
-
-def _redact(url: str) -> str:
-    """`url` without credentials, for logs and errors."""
-    parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return parts._replace(netloc=f"***@{netloc}").geturl()
 
 
 class StoredSnapshot(msgspec.Struct, frozen=True):
@@ -65,7 +55,7 @@ class RedisSnapshotStore:
         pool_timeout: float = 2.0,
         max_connections: int = 16,
     ) -> None:
-        self.url = _redact(url)
+        self.url = redact_url(url)
         self.key_prefix = key_prefix
         # Each command gets one quick retry; the overall bound is enforced per call below.
         self._op_timeout = 2 * (socket_timeout + connect_timeout) + pool_timeout
