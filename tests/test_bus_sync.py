@@ -13,8 +13,10 @@ from structlog.testing import capture_logs
 
 from bus_harness import IMAGE, ChildConsumer, canonical_digest, consumer, running_service, write_catalog
 from horde_model_reference.bus.connection import NatsOptions, connect_nats
+from horde_model_reference.bus.consumer import BusConsumer, BusOptions
 from horde_model_reference.bus.embedded import EmbeddedNatsServer, free_port
 from horde_model_reference.bus.events import CategoryChanged, Subjects, encode_event
+from horde_model_reference.cache import ReferenceCache
 from horde_model_reference.catalog import decode_catalog
 from horde_model_reference.legacy import legacy_to_v2_json
 
@@ -292,3 +294,37 @@ async def test_corrupt_file_publishes_nothing_and_consumers_keep_last_good(
         assert service.revision(IMAGE) == revision
         assert follower.revision() == revision
         assert follower.digest() == canonical_digest(good)
+
+
+class _LossyConsumer(BusConsumer):
+    """A consumer that never sees change events: only heartbeats can tell it about changes."""
+
+    async def _on_changed(self, event: CategoryChanged) -> None:
+        return None
+
+
+async def test_lost_events_are_recovered_from_the_heartbeat(
+    tmp_path: Path, shared_data: Path, nats_url: str, subject_prefix: str
+) -> None:
+    versions = sorted((shared_data / "history-v2" / "image").glob("*.json"))
+    base = tmp_path / "primary"
+    base.mkdir()
+    write_catalog(base, IMAGE, versions[0].read_bytes())
+    async with running_service(base, nats_url=nats_url, subject_prefix=subject_prefix) as service:
+        cache = ReferenceCache()
+
+        async def dispatch(notice: object) -> None:
+            return None
+
+        lossy = _LossyConsumer(
+            cache, BusOptions(nats_url=nats_url, subject_prefix=subject_prefix), dispatch=dispatch
+        )
+        async with anyio.create_task_group() as tg:
+            await tg.start(lossy.run)
+            write_catalog(base, IMAGE, versions[1].read_bytes())
+            revision = await service.refresh(IMAGE)
+            with anyio.fail_after(5):
+                while (snapshot := cache.snapshots.get(IMAGE.value)) is None or snapshot.revision < revision:
+                    await anyio.sleep(0.01)
+            assert snapshot.digest == canonical_digest(versions[1].read_bytes())
+            tg.cancel_scope.cancel()

@@ -82,6 +82,8 @@ class BusConsumer:
         self._send: MemoryObjectSendStream[_Item] | None = None
         self._future: Future[None] | None = None
         self._pending: set[str] = set()
+        self._behind: dict[str, int] = {}
+        """Per category, a revision a heartbeat announced before its event arrived."""
         self._running = False
         self._tg: anyio.abc.TaskGroup | None = None
         self.stats = {"patched": 0, "snapshots_redis": 0, "snapshots_nats": 0, "ignored": 0, "resyncs": 0}
@@ -263,12 +265,26 @@ class BusConsumer:
             await self._dispatch(notice)
 
     async def _on_heartbeat(self, heartbeat: Heartbeat) -> None:
+        """Resync categories the heartbeat shows this consumer to be behind on.
+
+        A revision ahead of the one held is given until the next heartbeat to arrive as an event
+        (the heartbeat may be sent while that event is still on its way); still behind then, or a
+        digest that differs at the same revision, or a category not held at all: resync now.
+        """
         for name, state in heartbeat.categories.items():
             held = self._cache.snapshots.get(name)
-            if held is not None and held.revision == state.revision and held.digest == state.digest:
-                continue
-            if held is not None and held.revision > state.revision:
-                continue
+            if held is not None:
+                if held.revision > state.revision:
+                    continue
+                if held.revision == state.revision:
+                    self._behind.pop(name, None)
+                    if held.digest == state.digest:
+                        continue
+                else:
+                    announced = self._behind.get(name)
+                    if announced is None or held.revision >= announced:
+                        self._behind[name] = state.revision
+                        continue
             try:
                 category = MODEL_REFERENCE_CATEGORY(name)
             except ValueError:
@@ -279,6 +295,7 @@ class BusConsumer:
                 held=held.revision if held else None,
                 service=state.revision,
             )
+            self._behind.pop(name, None)
             await self._resync_category(category, min_revision=state.revision)
 
     async def _resync(self, category: MODEL_REFERENCE_CATEGORY | None) -> None:
