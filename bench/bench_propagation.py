@@ -15,7 +15,7 @@ new revision being readable in ALL N consumers, as p50 and p99 over the writes.
 - the reference's REPLICA re-reads only after its 60 s cache TTL: a change shows up 30 s after it
   on average and 60 s at worst. That row is COMPUTED from the TTL, not measured;
 - fleet load: snapshot reads (Redis, or NATS request/reply without Redis) per change for 100
-  consumers, deltas on against deltas off (the service restarted with `delta_max_bytes=1`).
+  consumers, deltas on against deltas off (the service restarted with `delta_max_bytes=0`).
   Goal: none at all with deltas on.
 
 Bounded: about a minute; the probe has a hard timeout, and whatever it started (its process group,
@@ -239,7 +239,7 @@ def run(ctx: Context) -> list[Row]:
             off_reads,
             "reads",
             limit=0.0,
-            note=f"baseline: deltas off (delta_max_bytes=1; 0 is rejected): {off_split['snapshots_redis']:.0f} Redis "
+            note=f"baseline: deltas off (delta_max_bytes=0): {off_split['snapshots_redis']:.0f} Redis "
             f"+ {off_split['snapshots_nats']:.0f} NATS reads per change; deltas on: "
             f"{on_split['patched']:.0f} patched per change",
             details={"deltas_on": on_split, "deltas_off": off_split, "redis": redis_url},

@@ -16,8 +16,7 @@ times, in turn: a bare NATS publish to N subscribers in the same workers (the fl
 received by all N), and a write of the next history catalog (canonical bytes, written atomically
 into the primary's base directory) followed by a poke of the service (write -> the new revision
 readable in all N consumers). The history files are walked forwards and backwards, so every write
-is a small real change. Then the service is restarted with deltas off (`delta_max_bytes=1`:
-`ServiceConfig` requires a positive bound, and 1 byte drops every delta) for `writes_off` writes
+is a small real change. Then the service is restarted with deltas off (`delta_max_bytes=0`) for `writes_off` writes
 to 100 consumers, to count the snapshot reads a change costs without deltas.
 
 Operations: `run {...}` (see `run_all`), `cleanup {redis_url, key_prefix}` (delete the keys).
@@ -87,7 +86,7 @@ class Bench:
         (self.catalog / IMAGE_FILE).write_bytes(self.history[0])
 
     def config(self, *, deltas: bool) -> ServiceConfig:
-        extra = {} if deltas else {"delta_max_bytes": 1}
+        extra = {} if deltas else {"delta_max_bytes": 0}
         return ServiceConfig(
             data_dir=str(self.tmp / "service"),
             nats_url=self.nats_url,
