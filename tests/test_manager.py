@@ -273,3 +273,39 @@ def test_reads_never_see_an_absent_category_while_the_file_changes(
         for thread in threads:
             thread.join()
     assert failures == []
+
+
+def test_file_change_is_picked_up_without_invalidation(catalog_dir: Path, shared_data: Path) -> None:
+    manager = _manager(catalog_dir)
+    before = manager.get_model_names(IMAGE)
+    shutil.copyfile(
+        shared_data / "history-v2" / "image" / "038_5426625.json", catalog_dir / "stable_diffusion.json"
+    )
+    deadline = time.monotonic() + 5
+    while manager.get_model_names(IMAGE) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert manager.get_model_names(IMAGE) != before, "a changed file must be seen within a few seconds"
+
+
+def test_reads_from_an_on_change_callback_work(catalog_dir: Path, shared_data: Path) -> None:
+    manager = _manager(catalog_dir)
+    seen: list[int] = []
+    manager.get_model_names(IMAGE)
+    manager.get_model_names(TEXT)
+    manager._cache.checked_at[TEXT.value] = 0.0  # the text category is due for revalidation
+
+    def reader(notice: ChangeNotice) -> None:
+        seen.append(len(manager.get_model_names(TEXT)))
+
+    manager.on_change(reader)
+    shutil.copyfile(
+        shared_data / "history-v2" / "image" / "038_5426625.json", catalog_dir / "stable_diffusion.json"
+    )
+    with capture_logs() as logs:
+        manager.invalidate_category_cache(IMAGE)
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            manager.get_model_or_none(IMAGE, "x")
+            time.sleep(0.02)
+    assert seen == [719]
+    assert not [entry for entry in logs if entry["event"] == "on_change_callback_failed"]

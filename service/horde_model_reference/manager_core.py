@@ -194,7 +194,12 @@ class ManagerCore:
         if time.monotonic() - checked < self._revalidate_interval or key in self._revalidating:
             return
         self._revalidating.add(key)
-        get_portal().start_task_soon(self._revalidate, MODEL_REFERENCE_CATEGORY(key))
+        try:
+            get_portal().start_task_soon(self._revalidate, MODEL_REFERENCE_CATEGORY(key))
+        except RuntimeError:
+            # A read from the background loop's own thread (an on_change callback): the next read
+            # from any other thread schedules the revalidation instead.
+            self._revalidating.discard(key)
 
     async def _revalidate(self, category: MODEL_REFERENCE_CATEGORY) -> None:
         try:

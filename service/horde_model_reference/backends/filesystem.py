@@ -32,6 +32,8 @@ class FileSystemBackend:
     """v2 catalog files in `base_path` are the source of truth (PRIMARY)."""
 
     name = "filesystem"
+    revalidate_interval = 1.0
+    """Seconds between background re-checks by a manager (one `stat` when nothing changed)."""
 
     def __init__(self, base_path: str | Path, *, writable: bool = True) -> None:
         self.base_path = Path(base_path)
