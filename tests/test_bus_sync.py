@@ -15,7 +15,7 @@ from bus_harness import IMAGE, ChildConsumer, canonical_digest, consumer, runnin
 from horde_model_reference.bus.connection import NatsOptions, connect_nats
 from horde_model_reference.bus.consumer import BusConsumer, BusOptions
 from horde_model_reference.bus.embedded import EmbeddedNatsServer, free_port
-from horde_model_reference.bus.events import CategoryChanged, Subjects, encode_event
+from horde_model_reference.bus.events import CategoryChanged, Heartbeat, Subjects, encode_event
 from horde_model_reference.cache import ReferenceCache
 from horde_model_reference.catalog import decode_catalog
 from horde_model_reference.legacy import legacy_to_v2_json
@@ -328,3 +328,48 @@ async def test_lost_events_are_recovered_from_the_heartbeat(
                     await anyio.sleep(0.01)
             assert snapshot.digest == canonical_digest(versions[1].read_bytes())
             tg.cancel_scope.cancel()
+
+
+class _FlakyConsumer(BusConsumer):
+    """A consumer whose heartbeat handling breaks once with an unexpected error."""
+
+    broke = False
+
+    async def _on_heartbeat(self, heartbeat: Heartbeat) -> None:
+        if not self.broke:
+            self.broke = True
+            raise RuntimeError("unexpected bug while handling a heartbeat")
+        await super()._on_heartbeat(heartbeat)
+
+
+async def test_an_unexpected_error_does_not_stop_the_sync(
+    tmp_path: Path, shared_data: Path, nats_url: str, subject_prefix: str
+) -> None:
+    versions = sorted((shared_data / "history-v2" / "image").glob("*.json"))
+    base = tmp_path / "primary"
+    base.mkdir()
+    write_catalog(base, IMAGE, versions[0].read_bytes())
+    async with running_service(base, nats_url=nats_url, subject_prefix=subject_prefix) as service:
+        cache = ReferenceCache()
+
+        async def dispatch(notice: object) -> None:
+            return None
+
+        flaky = _FlakyConsumer(
+            cache, BusOptions(nats_url=nats_url, subject_prefix=subject_prefix), dispatch=dispatch
+        )
+        with capture_logs() as logs:
+            async with anyio.create_task_group() as tg:
+                await tg.start(flaky.run)
+                with anyio.fail_after(5):
+                    while not flaky.broke:
+                        await anyio.sleep(0.01)
+                write_catalog(base, IMAGE, versions[1].read_bytes())
+                revision = await service.refresh(IMAGE)
+                with anyio.fail_after(5):
+                    while (
+                        snapshot := cache.snapshots.get(IMAGE.value)
+                    ) is None or snapshot.revision < revision:
+                        await anyio.sleep(0.01)
+                tg.cancel_scope.cancel()
+        assert any(entry["event"] == "bus_item_failed" for entry in logs)

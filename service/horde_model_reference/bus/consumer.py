@@ -202,20 +202,28 @@ class BusConsumer:
         started = False
         async with receive:
             async for kind, value in receive:
-                if kind == "resync":
-                    await self._resync(value)
-                if kind == "ready" or (kind == "resync" and self.connected):
-                    if not started:
-                        started = True
-                        self._ready.set()
-                        task_status.started()
-                elif kind == "retry":
-                    self._pending.discard(value.value)
-                    await self._resync(value)
-                elif isinstance(value, CategoryChanged):
-                    await self._on_changed(value)
-                elif isinstance(value, Heartbeat):
-                    await self._on_heartbeat(value)
+                try:
+                    await self._handle(kind, value)
+                except Exception:
+                    # Never let one bad item stop the sync: log it, then resynchronise everything.
+                    _log.exception("bus_item_failed", kind=kind, item=type(value).__name__)
+                    if kind != "resync" or value is not None:
+                        self._enqueue(("resync", None))
+                if not started and (kind == "ready" or (kind == "resync" and self.connected)):
+                    started = True
+                    self._ready.set()
+                    task_status.started()
+
+    async def _handle(self, kind: str, value: Any) -> None:
+        if kind == "resync":
+            await self._resync(value)
+        elif kind == "retry":
+            self._pending.discard(value.value)
+            await self._resync(value)
+        elif isinstance(value, CategoryChanged):
+            await self._on_changed(value)
+        elif isinstance(value, Heartbeat):
+            await self._on_heartbeat(value)
 
     # ----------------------------------------------------------------- handlers
 
