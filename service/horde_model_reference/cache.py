@@ -127,10 +127,12 @@ class ReferenceCache:
         issues: tuple[RecordIssue, ...] = (),
         generation: int | None = None,
         names: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = None,
+        force: bool = False,
     ) -> ChangeNotice | None:
         """Install a new snapshot unless it is older than the one held.
 
-        The cache takes ownership of `records` (it is wrapped read-only, not copied): pass a mapping
+        `force` installs even a lower revision (the service started over). The cache takes ownership
+        of `records` (it is wrapped read-only, not copied): pass a mapping
         nobody else will change.
 
         Returns the change notice (to hand to callbacks, outside any lock), or None when nothing
@@ -141,7 +143,13 @@ class ReferenceCache:
             current = self.snapshots.get(key)
             if generation is not None and generation < self._committed_generation.get(key, 0):
                 return None
-            if current is not None and revision and current.revision and revision < current.revision:
+            if (
+                not force
+                and current is not None
+                and revision
+                and current.revision
+                and revision < current.revision
+            ):
                 return None
             self.checked_at[key] = time.monotonic()
             self._missing_until.pop(key, None)

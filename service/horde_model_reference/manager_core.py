@@ -55,7 +55,10 @@ class ManagerCore:
 
     def warm_cache(self, *, force_refresh: bool = False) -> None:
         """Load and decode every canonical category now (blocking)."""
-        if self._bus is None and self._sync_fetch() is not None:
+        if self._bus is not None:
+            self._bus.wait_ready(self._bus.options.ready_timeout)
+            return
+        if self._sync_fetch() is not None:
             for category in canonical_categories():
                 self._load_quietly_sync(category, force_refresh)
             return

@@ -13,6 +13,9 @@ from horde_model_reference._portal import run_sync
 
 __all__ = ["DeferredPrefetchHandle", "PrefetchStrategy"]
 
+_WAIT_SLICE = 0.5
+"""Waiters re-check this often whether a cancelled run left the warm-up for them to do."""
+
 
 class PrefetchStrategy(StrEnum):
     """Controls when the manager fetches and decodes the catalogs."""
@@ -57,35 +60,49 @@ class DeferredPrefetchHandle:
             self._started = True
             return True
 
+    def _release(self) -> None:
+        with self._lock:
+            self._started = False
+
     async def run_async(self) -> None:
         """Run the warm-up on the current loop, or wait for the run already in progress."""
-        if self._claim():
-            try:
-                await self._warm(self._force_refresh)
-            except BaseException as exc:
-                self._error = exc
-                raise
-            finally:
-                self._done.set()
-            return
-        await anyio.to_thread.run_sync(self._done.wait)
+        while not self._done.is_set():
+            if self._claim():
+                try:
+                    await self._warm(self._force_refresh)
+                except Exception as exc:
+                    self._finish(exc)
+                    raise
+                except BaseException:
+                    self._release()  # cancelled: another caller may run it later
+                    raise
+                self._finish(None)
+                return
+            await anyio.to_thread.run_sync(self._done.wait, _WAIT_SLICE)
         if self._error is not None:
             raise self._error
 
     def run_sync(self) -> None:
         """Run the warm-up from sync code (on the manager's background loop), or wait for it."""
-        if self._claim():
-            try:
-                run_sync(self._warm, self._force_refresh)
-            except BaseException as exc:
-                self._error = exc
-                raise
-            finally:
-                self._done.set()
-            return
-        self._done.wait()
+        while not self._done.is_set():
+            if self._claim():
+                try:
+                    run_sync(self._warm, self._force_refresh)
+                except Exception as exc:
+                    self._finish(exc)
+                    raise
+                except BaseException:
+                    self._release()
+                    raise
+                self._finish(None)
+                return
+            self._done.wait(_WAIT_SLICE)
         if self._error is not None:
             raise self._error
+
+    def _finish(self, error: Exception | None) -> None:
+        self._error = error
+        self._done.set()
 
     def __await__(self) -> Generator[Any, None, None]:
         return self.run_async().__await__()

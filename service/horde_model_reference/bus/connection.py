@@ -97,11 +97,13 @@ async def connect_nats(
     *,
     on_gap: GapCallback | None = None,
     is_closing: Callable[[], bool] = lambda: False,
+    on_closed: Callable[[], None] | None = None,
 ) -> NatsClient:
     """Connect (retrying forever until cancelled: bound it with a cancel scope) and return the client.
 
     `on_gap(reason)` runs after a reconnect and after a slow-consumer drop; `is_closing()` tells
-    the disconnect log that a disconnect is expected.
+    the disconnect log that a disconnect is expected; `on_closed()` runs when the client closes for
+    good (asked to, or after a fatal server error such as revoked credentials: reconnect then).
     """
     safe_url = redact_url(options.url)
 
@@ -133,7 +135,12 @@ async def connect_nats(
         await _gap("reconnected")
 
     async def closed_cb() -> None:
-        _log.info("nats_closed", connection=options.name)
+        if is_closing():
+            _log.info("nats_closed", connection=options.name)
+        else:
+            _log.error("nats_closed_unexpectedly", connection=options.name, url=safe_url)
+        if on_closed is not None:
+            on_closed()
 
     kwargs: dict[str, Any] = {
         "servers": [server.strip() for server in options.url.split(",")],

@@ -16,6 +16,7 @@ handles it in order, so the cache is only ever changed by one writer:
 from __future__ import annotations
 
 import math
+import random
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
@@ -26,6 +27,7 @@ import anyio.to_thread
 import msgspec
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from nats.errors import NoRespondersError
 
 from horde_model_reference._portal import get_portal
 from horde_model_reference.bus.connection import NatsAuth, NatsClient, NatsOptions, connect_nats
@@ -44,13 +46,28 @@ from horde_model_reference.catalog import catalog_digest, decode_catalog, decode
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, canonical_categories
 from horde_model_reference.errors import BackendError, CatalogDecodeError, RecordDecodeError
 from horde_model_reference.logs import get_logger
+from horde_model_reference.urls import redact_url
 
 __all__ = ["BusConsumer", "BusOptions"]
 
 _log = get_logger(__name__)
+_MAX_RETRY_DELAY = 30.0
+
+
+def _log_background_end(future: Future[None]) -> None:
+    if future.cancelled():
+        return
+    error = future.exception()
+    if error is not None:
+        _log.error("bus_sync_stopped", error=repr(error), exc_info=error)
+
 
 _Item = tuple[str, Any]
 Dispatch = Callable[[ChangeNotice], Awaitable[None]]
+
+
+class _ServiceAbsent(BackendError):
+    """NATS is up but no service answers: the data is unavailable, not late."""
 
 
 class BusOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,10 +98,17 @@ class BusConsumer:
         self._store: RedisSnapshotStore | None = None
         self._send: MemoryObjectSendStream[_Item] | None = None
         self._future: Future[None] | None = None
-        self._pending: set[str] = set()
+        self._pending: dict[str, int] = {}
+        """Categories with a retry scheduled, and the revision the retry must reach."""
+        self._attempts: dict[str, int] = {}
+        self._unresolved: set[str] = set()
+        """Categories whose last fetch failed in a way that must hold readers back until retried."""
         self._behind: dict[str, int] = {}
         """Per category, a revision a heartbeat announced before its event arrived."""
         self._running = False
+        self._stopped = threading.Event()
+        self._thread_id: int | None = None
+        self._closing = False
         self._tg: anyio.abc.TaskGroup | None = None
         self.stats = {"patched": 0, "snapshots_redis": 0, "snapshots_nats": 0, "ignored": 0, "resyncs": 0}
         """Counters: deltas patched, snapshots read from Redis and over NATS, events ignored, resyncs."""
@@ -100,23 +124,27 @@ class BusConsumer:
         return self._ready.is_set()
 
     def wait_ready(self, timeout: float | None = None) -> bool:
-        """Block until the initial sync completed (or `timeout`)."""
+        """Block until the initial sync completed (or `timeout`).
+
+        Returns at once on the consumer's own loop thread (an `on_change` callback reading the
+        manager), which waiting would deadlock.
+        """
+        if threading.get_ident() == self._thread_id:
+            return self._ready.is_set()
         return self._ready.wait(timeout)
 
     def start_in_background(self) -> None:
         """Run on the package's background loop (for sync processes)."""
         if self._future is None:
             self._future = get_portal().start_task_soon(self.run)
+            self._future.add_done_callback(_log_background_end)
 
     def stop(self) -> None:
-        """Stop a background run (waits for the connection to close)."""
+        """Stop a background run and wait (up to 5 s) until its connections are closed."""
         future, self._future = self._future, None
         if future is not None:
             future.cancel()
-            try:
-                future.result(timeout=5)
-            except BaseException:
-                pass
+            self._stopped.wait(5)
 
     # ----------------------------------------------------------------- main loop
 
@@ -125,10 +153,14 @@ class BusConsumer:
         if self._running:
             raise RuntimeError("this BusConsumer is already running (in the background or another task)")
         self._running = True
+        self._stopped.clear()
+        self._thread_id = threading.get_ident()
         try:
             await self._run(task_status)
         finally:
             self._running = False
+            self._ready.set()
+            self._stopped.set()
 
     async def _run(self, task_status: TaskStatus[None]) -> None:
         send, receive = anyio.create_memory_object_stream[_Item](max_buffer_size=math.inf)
@@ -149,6 +181,7 @@ class BusConsumer:
                 await self._close()
 
     async def _close(self) -> None:
+        self._closing = True
         nc, self._nc = self._nc, None
         if nc is not None:
             with anyio.move_on_after(2):
@@ -168,14 +201,30 @@ class BusConsumer:
             self._enqueue(("ready", None))
 
     async def _connect_and_subscribe(self) -> None:
+        """Connect, subscribe and resync; again whenever the client closes for good (with backoff)."""
         options = NatsOptions(url=self.options.nats_url, name="hmr-consumer", auth=self.options.auth)
-        nc = await connect_nats(options, on_gap=self._on_gap)
-        self._nc = nc
-        await nc.subscribe(self._subjects.changed_all, cb=self._on_message)
-        await nc.subscribe(self._subjects.heartbeat, cb=self._on_message)
-        with anyio.move_on_after(self.options.request_timeout):
-            await nc.flush()
-        self._enqueue(("resync", None))
+        delay = self.options.retry_interval
+        while True:
+            closed = anyio.Event()
+            try:
+                nc = await connect_nats(
+                    options, on_gap=self._on_gap, is_closing=lambda: self._closing, on_closed=closed.set
+                )
+                await nc.subscribe(self._subjects.changed_all, cb=self._on_message)
+                await nc.subscribe(self._subjects.heartbeat, cb=self._on_message)
+                with anyio.move_on_after(self.options.request_timeout):
+                    await nc.flush()
+            except Exception:
+                _log.exception("bus_connect_failed", url=redact_url(self.options.nats_url), retry_in=delay)
+            else:
+                self._nc = nc
+                delay = self.options.retry_interval
+                self._enqueue(("resync", None))
+                await closed.wait()
+                self._nc = None
+                _log.warning("bus_connection_lost", url=redact_url(self.options.nats_url), retry_in=delay)
+            await anyio.sleep(delay * (1 + random.random() / 2))
+            delay = min(delay * 2, _MAX_RETRY_DELAY)
 
     def _enqueue(self, item: _Item) -> None:
         if self._send is not None:
@@ -199,7 +248,7 @@ class BusConsumer:
     async def _process(
         self, receive: MemoryObjectReceiveStream[_Item], task_status: TaskStatus[None]
     ) -> None:
-        started = False
+        started = listed = False
         async with receive:
             async for kind, value in receive:
                 try:
@@ -209,7 +258,8 @@ class BusConsumer:
                     _log.exception("bus_item_failed", kind=kind, item=type(value).__name__)
                     if kind != "resync" or value is not None:
                         self._enqueue(("resync", None))
-                if not started and (kind == "ready" or (kind == "resync" and self.connected)):
+                listed = listed or (kind == "resync" and value is None and self.connected)
+                if not started and (kind == "ready" or (listed and not self._unresolved)):
                     started = True
                     self._ready.set()
                     task_status.started()
@@ -218,8 +268,11 @@ class BusConsumer:
         if kind == "resync":
             await self._resync(value)
         elif kind == "retry":
-            self._pending.discard(value.value)
-            await self._resync(value)
+            category, min_revision = value
+            self._pending.pop(category.value, None)
+            self._unresolved.discard(category.value)
+            if await self._resync_category(category, min_revision=min_revision):
+                self._attempts.pop(category.value, None)
         elif isinstance(value, CategoryChanged):
             await self._on_changed(value)
         elif isinstance(value, Heartbeat):
@@ -281,10 +334,16 @@ class BusConsumer:
         """
         for name, state in heartbeat.categories.items():
             held = self._cache.snapshots.get(name)
+            force = False
             if held is not None:
                 if held.revision > state.revision:
-                    continue
-                if held.revision == state.revision:
+                    if held.digest == state.digest:
+                        continue
+                    force = True  # the service went back (lost its state): follow it, loudly
+                    _log.warning(
+                        "bus_revision_went_back", category=name, held=held.revision, service=state.revision
+                    )
+                elif held.revision == state.revision:
                     self._behind.pop(name, None)
                     if held.digest == state.digest:
                         continue
@@ -304,32 +363,39 @@ class BusConsumer:
                 service=state.revision,
             )
             self._behind.pop(name, None)
-            await self._resync_category(category, min_revision=state.revision)
+            await self._resync_category(category, min_revision=0 if force else state.revision, force=force)
 
     async def _resync(self, category: MODEL_REFERENCE_CATEGORY | None) -> None:
         categories = canonical_categories() if category is None else (category,)
         for each in categories:
-            await self._resync_category(each, min_revision=0)
+            if await self._resync_category(each, min_revision=0):
+                self._attempts.pop(each.value, None)
 
-    async def _resync_category(self, category: MODEL_REFERENCE_CATEGORY, *, min_revision: int) -> None:
+    async def _resync_category(
+        self, category: MODEL_REFERENCE_CATEGORY, *, min_revision: int, force: bool = False
+    ) -> bool:
+        """Fetch and install the category's snapshot; False (and a retry scheduled) when it failed.
+
+        `force` installs even a lower revision (the service lost its state and started over).
+        """
         self.stats["resyncs"] += 1
         try:
             snapshot = await self._fetch_snapshot(category, min_revision)
         except BackendError as exc:
             _log.warning("bus_resync_failed", category=category.value, error=str(exc))
-            self._schedule_retry(category)
-            return
+            self._schedule_retry(category, min_revision, blocks_readiness=not isinstance(exc, _ServiceAbsent))
+            return False
         if snapshot is None:
-            return
+            return True
         if catalog_digest(snapshot.data) != snapshot.digest:
             _log.error("bus_snapshot_digest_mismatch", category=category.value, revision=snapshot.revision)
-            self._schedule_retry(category)
-            return
+            self._schedule_retry(category, min_revision)
+            return False
         try:
             decoded = await anyio.to_thread.run_sync(decode_catalog, category, snapshot.data)
         except CatalogDecodeError as exc:
             _log.error("bus_snapshot_undecodable", category=category.value, error=str(exc))
-            return
+            return True
         notice = self._cache.install(
             category,
             decoded.records,
@@ -337,19 +403,37 @@ class BusConsumer:
             digest=snapshot.digest,
             raw=snapshot.data,
             issues=decoded.issues,
+            force=force,
         )
         if notice is not None:
             _log.info("bus_snapshot_installed", category=category.value, revision=snapshot.revision)
             await self._dispatch(notice)
+        return True
 
-    def _schedule_retry(self, category: MODEL_REFERENCE_CATEGORY) -> None:
-        if category.value not in self._pending and self._tg is not None:
-            self._pending.add(category.value)
-            self._tg.start_soon(self._retry_later, category)
+    def _schedule_retry(
+        self, category: MODEL_REFERENCE_CATEGORY, min_revision: int, *, blocks_readiness: bool = True
+    ) -> None:
+        """Retry later (exponential backoff with jitter), aiming at the highest revision asked for.
 
-    async def _retry_later(self, category: MODEL_REFERENCE_CATEGORY) -> None:
-        await anyio.sleep(self.options.retry_interval)
-        self._enqueue(("retry", category))
+        A retry because no service is running does not hold readers back: they get what is held.
+        """
+        key = category.value
+        if blocks_readiness:
+            self._unresolved.add(key)
+        if key in self._pending:
+            self._pending[key] = max(self._pending[key], min_revision)
+            return
+        if self._tg is None:
+            return
+        self._pending[key] = min_revision
+        attempt = self._attempts.get(key, 0)
+        self._attempts[key] = attempt + 1
+        delay = min(self.options.retry_interval * 2**attempt, _MAX_RETRY_DELAY) * (1 + random.random() / 2)
+        self._tg.start_soon(self._retry_later, category, delay)
+
+    async def _retry_later(self, category: MODEL_REFERENCE_CATEGORY, delay: float) -> None:
+        await anyio.sleep(delay)
+        self._enqueue(("retry", (category, self._pending.get(category.value, 0))))
 
     async def _fetch_snapshot(
         self, category: MODEL_REFERENCE_CATEGORY, min_revision: int
@@ -379,6 +463,8 @@ class BusConsumer:
             reply = await nc.request(
                 self._subjects.snapshot(category.value), request, timeout=self.options.request_timeout
             )
+        except NoRespondersError:
+            raise _ServiceAbsent("bus", category.value, "no service answers snapshot requests") from None
         except Exception as exc:
             raise BackendError("bus", category.value, f"snapshot request failed: {exc!r}") from exc
         try:
