@@ -14,7 +14,9 @@ from bus_harness import IMAGE, canonical_digest, consumer, running_service, writ
 from horde_model_reference.bus.connection import NatsAuth
 from horde_model_reference.bus.consumer import BusConsumer, BusOptions
 from horde_model_reference.cache import ChangeNotice, ReferenceCache
+from horde_model_reference.errors import BackendError
 from horde_model_reference.prefetch import DeferredPrefetchHandle
+from horde_model_reference.supervisor import sole_exception
 
 pytestmark = [pytest.mark.anyio]
 
@@ -117,3 +119,18 @@ async def test_a_cancelled_warm_up_can_run_again() -> None:
     assert runs == ["start", "start", "done"] and handle.done
     await handle.run_async()
     assert runs.count("done") == 1
+
+
+@pytest.mark.integration
+async def test_the_service_stops_with_an_error_when_its_connection_is_closed_for_good(
+    tmp_path: Path, shared_data: Path, nats_url: str, subject_prefix: str
+) -> None:
+    base = tmp_path / "primary"
+    base.mkdir()
+    write_catalog(base, IMAGE, _versions(shared_data)[0])
+    with pytest.raises(BaseExceptionGroup) as info:
+        async with running_service(base, nats_url=nats_url, subject_prefix=subject_prefix) as service:
+            await service.nats_link.client.close()
+            await anyio.sleep(5)
+    error = sole_exception(info.value)
+    assert isinstance(error, BackendError) and "closed for good" in str(error)

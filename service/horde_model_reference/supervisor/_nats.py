@@ -46,6 +46,8 @@ class NatsLink:
         self._on_reconnect = on_reconnect
         self._nc: Client | None = None
         self._closing = False
+        self.closed_unexpectedly = anyio.Event()
+        """Set when the client closes for good without being asked (revoked credentials, ...)."""
 
     @property
     def connected(self) -> bool:
@@ -76,7 +78,9 @@ class NatsLink:
                 reconnect_time_wait=self._reconnect_wait,
             )
             with anyio.fail_after(self._connect_timeout):
-                self._nc = await connect_nats(options, on_gap=self._on_gap, is_closing=lambda: self._closing)
+                self._nc = await connect_nats(
+                    options, on_gap=self._on_gap, is_closing=lambda: self._closing, on_closed=self._on_closed
+                )
         except TimeoutError:
             raise BackendError(
                 _BACKEND, None, f"cannot connect to {self.safe_url} within {self._connect_timeout:.1f}s"
@@ -130,6 +134,21 @@ class NatsLink:
                 await nc.close()
             if scope.cancelled_caught:
                 _log.warning("nats_close_timed_out", url=self.safe_url, timeout=timeout)
+
+    def _on_closed(self) -> None:
+        if not self._closing:
+            self.closed_unexpectedly.set()
+
+    async def watch(self) -> None:
+        """Raise `BackendError` when the connection closes for good unexpectedly.
+
+        nats-py never reopens such a connection; the service stops with an error so that its
+        process supervisor (systemd, Kubernetes) restarts it with a fresh one.
+        """
+        await self.closed_unexpectedly.wait()
+        raise BackendError(
+            _BACKEND, None, f"the connection to {self.safe_url} was closed for good by the server"
+        )
 
     def _on_gap(self, reason: str) -> None:
         if reason == "reconnected":

@@ -198,6 +198,7 @@ class Supervisor:
                 if waited.cancelled_caught:
                     _log.warning("service_startup_slow", timeout=self.config.startup_timeout)
                 tg.start_soon(self._heartbeat_loop, link, name="heartbeat")
+                tg.start_soon(link.watch, name="nats-watch")
                 if self._store is not None:
                     tg.start_soon(self._watch_redis, self._store, name="redis-watch")
                 self.backend.add_invalidation_callback(self._on_invalidated)
