@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -99,3 +100,55 @@ def test_readme_names_the_two_commands() -> None:
     assert re.search(r"^run:", makefile, flags=re.MULTILINE) and re.search(
         r"^test:", makefile, flags=re.MULTILINE
     )
+
+
+def test_readme_quick_start_second_terminal(tmp_path: Path) -> None:
+    """`make run`'s service (embedded NATS, example catalog), then the quick start's watch, status, edit."""
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    run_line = re.search(r"^run:.*\n\t(.*)$", makefile, flags=re.MULTILINE)
+    assert run_line is not None
+    args = shlex.split(
+        run_line.group(1).replace("$(VENV)/bin/", "").replace("$(EXAMPLE)", "examples/reference")
+    )
+    assert args[:2] == ["hmr", "serve"]
+    base = tmp_path / "primary"
+    args = [arg.replace("var/primary", str(base)) for arg in args]
+    bin_dir = Path(sys.executable).parent
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HORDE_MODEL_REFERENCE_")}
+    serve = subprocess.Popen(
+        [str(bin_dir / "hmr"), *args[1:]],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url_file = base / ".hmr" / "nats.url"
+        deadline = time.monotonic() + 30
+        while not url_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert url_file.exists(), "hmr serve did not start its embedded NATS"
+        hmr = [str(bin_dir / "hmr")]
+        status = subprocess.run(
+            [*hmr, "status", "--base-path", str(base)], env=env, capture_output=True, text=True, timeout=30
+        )
+        assert status.returncode == 0, status.stderr
+        assert re.search(r"^clip\s+loaded\s+1\s", status.stdout, flags=re.MULTILINE), status.stdout
+        watch = subprocess.Popen(
+            [*hmr, "watch", "--base-path", str(base), "--count", "1"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert watch.stdout is not None
+        assert watch.stdout.readline().startswith("watching ")
+        catalog = json.loads((base / "clip.json").read_text())
+        next(iter(catalog.values()))["description"] = "edited in the quick start"
+        (base / "clip.json").write_text(json.dumps(catalog, indent=4))
+        line = watch.stdout.readline()
+        assert watch.wait(timeout=30) == 0
+        assert "changed  clip" in line and "rev=2" in line, line
+    finally:
+        serve.terminate()
+        assert serve.wait(timeout=20) == 0
