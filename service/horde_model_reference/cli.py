@@ -165,7 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `hmr`."""
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except ModelReferenceError as exc:
+        print(f"hmr: {exc}", file=sys.stderr)
+        return 1
+    args = parser.parse_args(argv)
     quiet_by_default = args.command != "serve"
     configure_logging(json=args.log_json, level=args.log_level or ("WARNING" if quiet_by_default else None))
     try:

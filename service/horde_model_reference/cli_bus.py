@@ -123,13 +123,19 @@ async def _status(url: str, prefix: str, timeout: float, as_json: bool) -> int:
     return 0
 
 
-def _run_watch(args: argparse.Namespace) -> int:
+def _require_url(args: argparse.Namespace) -> str | None:
     url = discover_nats_url(args.nats_url, args.base_path)
     if url is None:
         print(
-            "hmr watch: no NATS URL (use --nats-url, HORDE_MODEL_REFERENCE_NATS__URL, or --base-path)",
+            f"hmr {args.command}: no NATS URL (use --nats-url, HORDE_MODEL_REFERENCE_NATS__URL, or --base-path)",
             file=sys.stderr,
         )
+    return url
+
+
+def _run_watch(args: argparse.Namespace) -> int:
+    url = _require_url(args)
+    if url is None:
         return 2
     try:
         return anyio.run(_watch, url, args.subject_prefix, args.heartbeats, args.count)
@@ -138,12 +144,8 @@ def _run_watch(args: argparse.Namespace) -> int:
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    url = discover_nats_url(args.nats_url, args.base_path)
+    url = _require_url(args)
     if url is None:
-        print(
-            "hmr status: no NATS URL (use --nats-url, HORDE_MODEL_REFERENCE_NATS__URL, or --base-path)",
-            file=sys.stderr,
-        )
         return 2
     return anyio.run(_status, url, args.subject_prefix, args.timeout, args.json)
 
