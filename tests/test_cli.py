@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from horde_model_reference.cli import main
 
@@ -18,6 +20,14 @@ def _no_bus_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("HORDE_MODEL_REFERENCE_"):
             monkeypatch.delenv(key)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`main()` configures logging for a process; give the other tests theirs back."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 def test_show_summarises_the_example_catalog(capsys: pytest.CaptureFixture[str]) -> None:
