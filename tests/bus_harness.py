@@ -86,8 +86,9 @@ async def consumer(
     *,
     redis_url: str | None = None,
     redis_key_prefix: str = "hmr:v1",
+    engine_class: type[BusConsumer] = BusConsumer,
 ) -> AsyncIterator[Consumer]:
-    """A consumer following the bus until the block exits."""
+    """A consumer following the bus until the block exits (`engine_class`: a BusConsumer variant)."""
     cache = ReferenceCache()
     options = BusOptions(
         nats_url=nats_url,
@@ -101,7 +102,7 @@ async def consumer(
     async def dispatch(notice: ChangeNotice) -> None:
         handle.notices.append(notice)
 
-    engine = BusConsumer(cache, options, dispatch=dispatch)
+    engine = engine_class(cache, options, dispatch=dispatch)
     handle = Consumer(cache, engine)
     async with anyio.create_task_group() as tg:
         await tg.start(engine.run)

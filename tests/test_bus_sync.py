@@ -13,10 +13,9 @@ from structlog.testing import capture_logs
 
 from bus_harness import IMAGE, ChildConsumer, canonical_digest, consumer, running_service, write_catalog
 from horde_model_reference.bus.connection import NatsOptions, connect_nats
-from horde_model_reference.bus.consumer import BusConsumer, BusOptions
+from horde_model_reference.bus.consumer import BusConsumer
 from horde_model_reference.bus.embedded import EmbeddedNatsServer, free_port
 from horde_model_reference.bus.events import CategoryChanged, Heartbeat, Subjects, encode_event
-from horde_model_reference.cache import ReferenceCache
 from horde_model_reference.catalog import decode_catalog
 from horde_model_reference.legacy import legacy_to_v2_json
 
@@ -306,28 +305,17 @@ class _LossyConsumer(BusConsumer):
 async def test_lost_events_are_recovered_from_the_heartbeat(
     tmp_path: Path, shared_data: Path, nats_url: str, subject_prefix: str
 ) -> None:
-    versions = sorted((shared_data / "history-v2" / "image").glob("*.json"))
+    versions = [path.read_bytes() for path in sorted((shared_data / "history-v2" / "image").glob("*.json"))]
     base = tmp_path / "primary"
     base.mkdir()
-    write_catalog(base, IMAGE, versions[0].read_bytes())
-    async with running_service(base, nats_url=nats_url, subject_prefix=subject_prefix) as service:
-        cache = ReferenceCache()
-
-        async def dispatch(notice: object) -> None:
-            return None
-
-        lossy = _LossyConsumer(
-            cache, BusOptions(nats_url=nats_url, subject_prefix=subject_prefix), dispatch=dispatch
-        )
-        async with anyio.create_task_group() as tg:
-            await tg.start(lossy.run)
-            write_catalog(base, IMAGE, versions[1].read_bytes())
-            revision = await service.refresh(IMAGE)
-            with anyio.fail_after(5):
-                while (snapshot := cache.snapshots.get(IMAGE.value)) is None or snapshot.revision < revision:
-                    await anyio.sleep(0.01)
-            assert snapshot.digest == canonical_digest(versions[1].read_bytes())
-            tg.cancel_scope.cancel()
+    write_catalog(base, IMAGE, versions[0])
+    async with (
+        running_service(base, nats_url=nats_url, subject_prefix=subject_prefix) as service,
+        consumer(nats_url, subject_prefix, engine_class=_LossyConsumer) as lossy,
+    ):
+        write_catalog(base, IMAGE, versions[1])
+        await lossy.wait_revision(await service.refresh(IMAGE), timeout=5)
+        assert lossy.digest() == canonical_digest(versions[1])
 
 
 class _FlakyConsumer(BusConsumer):
@@ -345,31 +333,20 @@ class _FlakyConsumer(BusConsumer):
 async def test_an_unexpected_error_does_not_stop_the_sync(
     tmp_path: Path, shared_data: Path, nats_url: str, subject_prefix: str
 ) -> None:
-    versions = sorted((shared_data / "history-v2" / "image").glob("*.json"))
+    versions = [path.read_bytes() for path in sorted((shared_data / "history-v2" / "image").glob("*.json"))]
     base = tmp_path / "primary"
     base.mkdir()
-    write_catalog(base, IMAGE, versions[0].read_bytes())
-    async with running_service(base, nats_url=nats_url, subject_prefix=subject_prefix) as service:
-        cache = ReferenceCache()
-
-        async def dispatch(notice: object) -> None:
-            return None
-
-        flaky = _FlakyConsumer(
-            cache, BusOptions(nats_url=nats_url, subject_prefix=subject_prefix), dispatch=dispatch
-        )
-        with capture_logs() as logs:
-            async with anyio.create_task_group() as tg:
-                await tg.start(flaky.run)
-                with anyio.fail_after(5):
-                    while not flaky.broke:
-                        await anyio.sleep(0.01)
-                write_catalog(base, IMAGE, versions[1].read_bytes())
-                revision = await service.refresh(IMAGE)
-                with anyio.fail_after(5):
-                    while (
-                        snapshot := cache.snapshots.get(IMAGE.value)
-                    ) is None or snapshot.revision < revision:
-                        await anyio.sleep(0.01)
-                tg.cancel_scope.cancel()
-        assert any(entry["event"] == "bus_item_failed" for entry in logs)
+    write_catalog(base, IMAGE, versions[0])
+    with capture_logs() as logs:
+        async with (
+            running_service(base, nats_url=nats_url, subject_prefix=subject_prefix) as service,
+            consumer(nats_url, subject_prefix, engine_class=_FlakyConsumer) as flaky,
+        ):
+            engine = flaky.engine
+            assert isinstance(engine, _FlakyConsumer)
+            with anyio.fail_after(5):
+                while not engine.broke:
+                    await anyio.sleep(0.01)
+            write_catalog(base, IMAGE, versions[1])
+            await flaky.wait_revision(await service.refresh(IMAGE), timeout=5)
+    assert any(entry["event"] == "bus_item_failed" for entry in logs)
