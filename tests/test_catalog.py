@@ -9,6 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from horde_model_reference import (
+    KNOWN_IMAGE_GENERATION_BASELINE,
     MODEL_RECORD_TYPE_LOOKUP,
     MODEL_REFERENCE_CATEGORY,
     CatalogDecodeError,
@@ -22,6 +23,7 @@ from horde_model_reference import (
     encode_catalog,
     get_category_descriptor,
     parse_category,
+    register_model_style,
 )
 
 GOLDEN_COUNTS = {
@@ -131,6 +133,62 @@ def test_unknown_baseline_and_style_are_warnings_not_errors() -> None:
     assert set(decoded.records) == {"a", "b"}
     unknown = [(entry["kind"], entry["value"]) for entry in logs if entry["event"] == "unknown_value"]
     assert unknown == [("image_baseline", "baseline_from_the_future"), ("model_style", "new_style")]
+
+
+def test_unknown_values_keep_their_string_and_round_trip() -> None:
+    body = {"a": {"name": "a", "baseline": "baseline_round_trip", "nsfw": False, "style": "style_round_trip"}}
+    with capture_logs():
+        record = decode_catalog("image_generation", msgspec.json.encode(body)).records["a"]
+    assert record.baseline == "baseline_round_trip"
+    assert isinstance(record.baseline, str)
+    assert f"{record.baseline}" == "baseline_round_trip"
+    encoded = msgspec.json.decode(encode_catalog({"a": record}))["a"]
+    assert (encoded["baseline"], encoded["style"]) == ("baseline_round_trip", "style_round_trip")
+
+
+def test_unknown_value_is_logged_once_with_the_model_that_carries_it() -> None:
+    first = {"m1": {"name": "m1", "baseline": "baseline_logged_once", "nsfw": False}}
+    second = {"m2": {"name": "m2", "baseline": "baseline_logged_once", "nsfw": False}}
+    with capture_logs() as logs:
+        decode_catalog("image_generation", msgspec.json.encode(first))
+        decode_catalog("image_generation", msgspec.json.encode(second))
+        decode_record("image_generation", {"name": "m3", "baseline": "baseline_logged_once", "nsfw": False})
+    unknown = [entry for entry in logs if entry["event"] == "unknown_value"]
+    assert [(entry["value"], entry["model"]) for entry in unknown] == [("baseline_logged_once", "m1")]
+
+
+def test_single_record_decode_reports_an_unknown_value() -> None:
+    with capture_logs() as logs:
+        decode_record("controlnet", {"name": "c", "controlnet_style": "control_single_record"})
+    unknown = [
+        (entry["kind"], entry["value"], entry["model"]) for entry in logs if entry["event"] == "unknown_value"
+    ]
+    assert unknown == [("controlnet_style", "control_single_record", "c")]
+
+
+def test_registered_values_are_not_reported() -> None:
+    register_model_style("style_registered_at_runtime")
+    body = {
+        "a": {
+            "name": "a",
+            "baseline": "stable_diffusion_1",
+            "nsfw": False,
+            "style": "style_registered_at_runtime",
+        }
+    }
+    with capture_logs() as logs:
+        record = decode_catalog("image_generation", msgspec.json.encode(body)).records["a"]
+    assert record.style == "style_registered_at_runtime"
+    assert not [entry for entry in logs if entry["event"] == "unknown_value"]
+
+
+def test_records_share_one_object_per_baseline_and_style(shared_data: Path) -> None:
+    data = (shared_data / "golden-v2" / "stable_diffusion.json").read_bytes()
+    records = list(decode_catalog("image_generation", data).records.values())
+    baselines = {record.baseline for record in records}
+    assert len({id(record.baseline) for record in records}) == len(baselines)
+    assert len({id(record.style) for record in records}) == len({record.style for record in records})
+    assert KNOWN_IMAGE_GENERATION_BASELINE.stable_diffusion_xl in baselines
 
 
 BAD_CATALOGS = {

@@ -69,12 +69,16 @@ _ENCODER = msgspec.json.Encoder()
 
 
 def _warn_unknown(registry: Any, records: dict[str, GenericModelRecord], field: str, category: str) -> None:
-    values = {getattr(record, field) for record in records.values()}
-    values.discard(None)
-    for value in values:
-        if not registry.is_known(value):
-            model = next(key for key, record in records.items() if getattr(record, field) == value)
-            registry.warn_unknown(value, category=category, model=model)
+    pending = registry.pending()
+    if not pending:
+        return
+    for key, record in records.items():
+        value = getattr(record, field)
+        if value in pending:
+            pending.discard(value)
+            registry.warn_unknown(value, category=category, model=key)
+            if not pending:
+                return
 
 
 def _check_image(records: dict[str, GenericModelRecord]) -> None:
@@ -90,7 +94,10 @@ _KNOWN_VALUE_CHECKS = {
     MODEL_REFERENCE_CATEGORY.image_generation: _check_image,
     MODEL_REFERENCE_CATEGORY.controlnet: _check_controlnet,
 }
-"""Per category, a pass that logs (once per value) baselines and styles this version does not know."""
+"""Per category, a pass that logs (once per value) baselines and styles this version does not know.
+
+The open enums of `registries` note every value they decode without listing it, so the pass
+costs nothing unless such a value was decoded and not yet reported."""
 
 
 def _checked(category: MODEL_REFERENCE_CATEGORY, records: dict[str, GenericModelRecord]) -> None:
@@ -217,14 +224,17 @@ def decode_record(
     name = "?"
     try:
         if isinstance(data, bytes | bytearray | memoryview):
-            return _record_decoder(record_type).decode(data)
-        name = str(data.get("name", "?"))
-        return msgspec.convert(data, record_type, from_attributes=False)
+            record: GenericModelRecord = _record_decoder(record_type).decode(data)
+        else:
+            name = str(data.get("name", "?"))
+            record = msgspec.convert(data, record_type, from_attributes=False)
     except msgspec.ValidationError as exc:
         reason = str(exc)
         raise RecordDecodeError(cat.value, name, reason, field=_field_of(reason)) from None
     except msgspec.DecodeError as exc:
         raise RecordDecodeError(cat.value, name, f"malformed JSON: {exc}") from None
+    _checked(cat, {record.name: record})
+    return record
 
 
 def encode_catalog(records: Mapping[str, GenericModelRecord], *, indent: int = 0) -> bytes:

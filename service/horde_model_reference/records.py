@@ -3,7 +3,9 @@
 Records are immutable (frozen Structs whose sequences are tuples: readers share them across threads
 without copying, and an empty tuple costs nothing) and carry no GC header (`gc=False`: a record
 never references itself). Unknown JSON fields are ignored, so a newer catalog decodes in an older
-consumer; unknown baselines and styles are logged once by `catalog.decode_catalog`, never rejected.
+consumer. Image baselines and image and ControlNet styles are open string enums (`registries`): one
+shared object per value, equal to its string; a value this version does not list still decodes and
+is logged once by `catalog.decode_catalog`, never rejected.
 """
 
 from typing import Any, ClassVar, TypeAlias
@@ -16,6 +18,7 @@ from horde_model_reference.categories import (
     get_category_descriptor,
     parse_category,
 )
+from horde_model_reference.registries import CONTROLNET_STYLE, KNOWN_IMAGE_GENERATION_BASELINE, MODEL_STYLE
 
 __all__ = [
     "MODEL_RECORD_TYPE_LOOKUP",
@@ -150,7 +153,7 @@ class ImageGenerationModelRecord(GenericModelRecord, frozen=True, gc=False, kw_o
     record_type: str = _IMAGE_GEN
     model_classification: ModelClassification | None = _IMAGE_GEN_CLS
     inpainting: bool | None = False
-    baseline: str
+    baseline: KNOWN_IMAGE_GENERATION_BASELINE
     optimization: str | None = None
     tags: tuple[str, ...] | None = None
     showcases: tuple[str, ...] | None = None
@@ -158,7 +161,7 @@ class ImageGenerationModelRecord(GenericModelRecord, frozen=True, gc=False, kw_o
     trigger: tuple[str, ...] | None = None
     homepage: str | None = None
     nsfw: bool
-    style: str | None = None
+    style: MODEL_STYLE | None = None
     requirements: dict[str, RequirementValue] | None = None
 
 
@@ -188,7 +191,7 @@ class ControlNetModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=T
 
     record_type: str = _CONTROLNET
     model_classification: ModelClassification | None = _CONTROLNET_CLS
-    controlnet_style: str | None = None
+    controlnet_style: CONTROLNET_STYLE | None = None
 
 
 class ControlNetAnnotatorModelRecord(

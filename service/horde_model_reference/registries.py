@@ -2,12 +2,18 @@
 
 A value missing from a registry is not an error: a newer catalog must not break an older
 consumer. `warn_unknown` logs each unknown value once per (registry, value).
+
+Baselines and styles are *open* enums: decoding a value the enum does not list yields a member
+created for it (and cached, so each value has one object however many records carry it). Records
+therefore share one string object per baseline and style instead of holding a copy each, and
+an unknown value still decodes, compares equal to its string and encodes back unchanged.
 """
 
 from __future__ import annotations
 
 import threading
 from enum import StrEnum
+from typing import Any
 
 import msgspec
 
@@ -17,6 +23,7 @@ __all__ = [
     "CONTROLNET_STYLE",
     "KNOWN_IMAGE_GENERATION_BASELINE",
     "MODEL_STYLE",
+    "OPEN_ENUMS",
     "TEXT_BACKENDS",
     "BaselineDescriptor",
     "get_baseline_descriptor",
@@ -35,7 +42,30 @@ __all__ = [
 _log = get_logger(__name__)
 
 
-class KNOWN_IMAGE_GENERATION_BASELINE(StrEnum):
+_OPEN_ENUM_LOCK = threading.Lock()
+
+
+class _OpenStrEnum(StrEnum):
+    """A string enum that accepts values it does not list (see the module docstring)."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        if not isinstance(value, str):
+            return None
+        with _OPEN_ENUM_LOCK:
+            member = cls._value2member_map_.get(value)
+            if member is None:
+                member = str.__new__(cls, value)
+                member._name_ = value
+                member._value_ = value
+                cls._value2member_map_[value] = member
+        registry = _REGISTRY_OF.get(cls)
+        if registry is not None:
+            registry.note_unlisted(value)
+        return member
+
+
+class KNOWN_IMAGE_GENERATION_BASELINE(_OpenStrEnum):
     """Image generation baselines known to this version."""
 
     infer = "infer"
@@ -51,7 +81,7 @@ class KNOWN_IMAGE_GENERATION_BASELINE(StrEnum):
     z_image_turbo = "z_image_turbo"
 
 
-class MODEL_STYLE(StrEnum):
+class MODEL_STYLE(_OpenStrEnum):
     """Image model styles known to this version."""
 
     generalist = "generalist"
@@ -62,7 +92,7 @@ class MODEL_STYLE(StrEnum):
     realistic = "realistic"
 
 
-class CONTROLNET_STYLE(StrEnum):
+class CONTROLNET_STYLE(_OpenStrEnum):
     """ControlNet styles known to this version."""
 
     control_seg = "control_seg"
@@ -94,26 +124,44 @@ class BaselineDescriptor(msgspec.Struct, frozen=True):
 
 
 class _Registry:
-    """A thread-safe set of known values that reports each unknown value once."""
+    """A thread-safe set of known values that reports each unknown value once.
+
+    Values an open enum decoded without listing them wait in `pending` until a catalog pass
+    reports the unknown ones with the record that carries them (see `catalog.decode_catalog`).
+    """
 
     def __init__(self, kind: str, values: list[str]) -> None:
         self.kind = kind
         self._values = set(values)
         self._reported: set[str] = set()
+        self._pending: set[str] = set()
         self._lock = threading.Lock()
 
     def register(self, value: str) -> None:
         with self._lock:
             self._values.add(value)
+            self._pending.discard(value)
 
     def is_known(self, value: str) -> bool:
         return value in self._values
 
-    def warn_unknown(self, value: str, **context: object) -> None:
-        if value in self._values:
+    def note_unlisted(self, value: str) -> None:
+        if value in self._values or value in self._reported:
             return
         with self._lock:
-            if value in self._reported:
+            self._pending.add(value)
+
+    def pending(self) -> set[str]:
+        """The decoded values not reported yet that may be unknown (empty almost always)."""
+        if not self._pending:
+            return set()
+        with self._lock:
+            return set(self._pending)
+
+    def warn_unknown(self, value: str, **context: object) -> None:
+        with self._lock:
+            self._pending.discard(value)
+            if value in self._values or value in self._reported:
                 return
             self._reported.add(value)
         _log.warning("unknown_value", kind=self.kind, value=value, **context)
@@ -153,6 +201,13 @@ BASELINES = _Registry("image_baseline", list(_BASELINE_DESCRIPTORS))
 MODEL_STYLES = _Registry("model_style", [s.value for s in MODEL_STYLE])
 CONTROLNET_STYLES = _Registry("controlnet_style", [s.value for s in CONTROLNET_STYLE])
 TEXT_BACKEND_NAMES = _Registry("text_backend", [b.value for b in TEXT_BACKENDS])
+OPEN_ENUMS: tuple[type[StrEnum], ...] = (KNOWN_IMAGE_GENERATION_BASELINE, MODEL_STYLE, CONTROLNET_STYLE)
+"""The enums that accept values they do not list (their JSON Schema is a string with examples)."""
+_REGISTRY_OF: dict[type[StrEnum], _Registry] = {
+    KNOWN_IMAGE_GENERATION_BASELINE: BASELINES,
+    MODEL_STYLE: MODEL_STYLES,
+    CONTROLNET_STYLE: CONTROLNET_STYLES,
+}
 
 
 def register_image_baseline(name: str, descriptor: BaselineDescriptor) -> None:

@@ -20,6 +20,7 @@ from horde_model_reference.bus.events import (
 )
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 from horde_model_reference.records import MODEL_RECORD_TYPE_LOOKUP, GenericModelRecord
+from horde_model_reference.registries import OPEN_ENUMS
 
 __all__ = [
     "CONTRACTS_VERSION",
@@ -79,9 +80,23 @@ def load_write_contracts() -> WriteContracts | None:
     return WriteContracts(commands, tuple(typing.get_args(module.WriteReply)))
 
 
+_OPEN_ENUM_TITLES = frozenset(enum.__name__ for enum in OPEN_ENUMS)
+
+
+def _open_enum(node: dict[str, Any]) -> dict[str, Any]:
+    """An open enum accepts any string: its known values are examples, not a closed list."""
+    open_node = {key: value for key, value in node.items() if key != "enum"}
+    open_node["type"] = "string"
+    open_node["examples"] = node["enum"]
+    open_node["description"] = f"{node.get('description', '')}\n\nOther values are accepted (logged once)."
+    return open_node
+
+
 def _tidy(node: Any) -> Any:
-    """Docstring descriptions dedented (msgspec copies `__doc__` verbatim)."""
+    """Docstring descriptions dedented (msgspec copies `__doc__` verbatim); open enums opened."""
     if isinstance(node, dict):
+        if node.get("title") in _OPEN_ENUM_TITLES and "enum" in node:
+            node = _open_enum(node)
         return {
             key: inspect.cleandoc(value) if key == "description" and isinstance(value, str) else _tidy(value)
             for key, value in node.items()

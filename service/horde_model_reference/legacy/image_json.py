@@ -38,7 +38,11 @@ from horde_model_reference.records import (
     RequirementValue,
     record_type_for,
 )
-from horde_model_reference.registries import normalize_image_baseline
+from horde_model_reference.registries import (
+    KNOWN_IMAGE_GENERATION_BASELINE,
+    MODEL_STYLE,
+    normalize_image_baseline,
+)
 
 __all__ = ["convert_legacy_json"]
 
@@ -154,7 +158,7 @@ def _image_record(key: str, legacy: _LegacyImageRecord, source: str | None) -> I
         config=GenericModelRecordConfig(download=_downloads(legacy.config)),
         size_on_disk_bytes=legacy.size_on_disk_bytes,
         inpainting=legacy.inpainting,
-        baseline=normalize_image_baseline(legacy.baseline),
+        baseline=KNOWN_IMAGE_GENERATION_BASELINE(normalize_image_baseline(legacy.baseline)),
         optimization=legacy.optimization,
         tags=tuple(legacy.tags or ()),
         showcases=tuple(legacy.showcases or ()),
@@ -162,7 +166,7 @@ def _image_record(key: str, legacy: _LegacyImageRecord, source: str | None) -> I
         trigger=tuple(legacy.trigger or ()),
         homepage=legacy.homepage,
         nsfw=bool(legacy.nsfw),
-        style=legacy.style,
+        style=None if legacy.style is None else MODEL_STYLE(legacy.style),
         requirements=freeze_values(legacy.requirements),
     )
 
