@@ -20,6 +20,8 @@ from horde_model_reference import (
     ModelNotFoundError,
     UnknownCategoryError,
 )
+from horde_model_reference import catalog as catalog_module
+from horde_model_reference.backends import filesystem as filesystem_module
 from horde_model_reference.backends.base import CategoryPayload
 from horde_model_reference.backends.filesystem import FileSystemBackend
 from horde_model_reference.cache import ChangeNotice
@@ -177,6 +179,26 @@ async def test_async_reads_do_not_block_the_loop(catalog_dir: Path) -> None:
     assert ticks > 0
     assert await manager.get_model_or_none_async(IMAGE, "nope") is None
     assert await manager.get_model_reference_or_none_async(MODEL_REFERENCE_CATEGORY.ti) is None
+
+
+def test_records_the_backend_decoded_are_installed_without_decoding_again(
+    catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decodes: list[str] = []
+    real_decode = filesystem_module.decode_catalog
+
+    def counting_decode(category: object, data: bytes, **kwargs: object) -> object:
+        decodes.append(str(category))
+        return real_decode(category, data, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(filesystem_module, "decode_catalog", counting_decode)
+    monkeypatch.setattr(catalog_module, "decode_catalog", counting_decode)
+    manager = _manager(catalog_dir)
+    records = manager.get_model_reference(IMAGE)
+    assert decodes == [IMAGE.value]
+    payload = _backend(manager).fetch_category_sync(IMAGE)
+    assert payload is not None and payload.decoded is not None
+    assert all(records[name] is record for name, record in payload.decoded.records.items())
 
 
 def test_corrupt_file_keeps_last_good_data(catalog_dir: Path) -> None:

@@ -25,7 +25,7 @@ from horde_model_reference.cache import (
     ReferenceCache,
     log_callback_failure,
 )
-from horde_model_reference.catalog import DecodedCatalog, decode_catalog
+from horde_model_reference.catalog import DecodedCatalog
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, canonical_categories, parse_category
 from horde_model_reference.errors import BackendError, CatalogDecodeError
 from horde_model_reference.logs import get_logger
@@ -139,10 +139,10 @@ class ManagerCore:
                 raise
             return kept
         if payload is not None and self._accept(category, payload):
-            if len(payload.data) > _DECODE_IN_THREAD_BYTES:
-                decoded = await anyio.to_thread.run_sync(decode_catalog, category, payload.data)
+            if payload.decoded is None and len(payload.data) > _DECODE_IN_THREAD_BYTES:
+                decoded = await anyio.to_thread.run_sync(payload.records)
             else:
-                decoded = decode_catalog(category, payload.data)
+                decoded = payload.records()
             notice = self._install(category, payload, decoded, generation)
             if notice is not None:
                 await self._dispatch_async(notice)
@@ -164,7 +164,7 @@ class ManagerCore:
                 raise
             return kept
         if self._accept(category, payload) and payload is not None:
-            notice = self._install(category, payload, decode_catalog(category, payload.data), generation)
+            notice = self._install(category, payload, payload.records(), generation)
             if notice is not None:
                 self._dispatch_sync(notice)
         return self._cache.snapshots.get(category.value)

@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 import anyio
 import msgspec
 
-from horde_model_reference.catalog import catalog_digest
+from horde_model_reference.catalog import DecodedCatalog, catalog_digest, decode_catalog
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 from horde_model_reference.errors import BackendError
 from horde_model_reference.logs import get_logger
@@ -36,10 +36,19 @@ class CategoryPayload(msgspec.Struct, frozen=True):
     """The service revision, when the backend knows it (Redis, bus); None for plain sources."""
     source: str = ""
     """Where the bytes came from (a path or URL), for logs and errors."""
+    decoded: DecodedCatalog | None = None
+    """The records, when the backend decoded the bytes to check them: readers reuse them instead
+    of decoding the same bytes again."""
 
     @classmethod
     def from_bytes(
-        cls, category: MODEL_REFERENCE_CATEGORY, data: bytes, *, source: str = "", revision: int | None = None
+        cls,
+        category: MODEL_REFERENCE_CATEGORY,
+        data: bytes,
+        *,
+        source: str = "",
+        revision: int | None = None,
+        decoded: DecodedCatalog | None = None,
     ) -> CategoryPayload:
         """A payload of the canonical form of `data`: surrounding whitespace removed, digest computed.
 
@@ -47,7 +56,13 @@ class CategoryPayload(msgspec.Struct, frozen=True):
         in a `Snapshot` and every hop computes the same digest.
         """
         canonical = data.strip()
-        return cls(category, canonical, catalog_digest(canonical), time.time(), revision, source)
+        return cls(category, canonical, catalog_digest(canonical), time.time(), revision, source, decoded)
+
+    def records(self) -> DecodedCatalog:
+        """The decoded records: the backend's when it decoded them, else decoded now."""
+        if self.decoded is not None:
+            return self.decoded
+        return decode_catalog(self.category, self.data, source=self.source or None)
 
 
 @runtime_checkable

@@ -15,7 +15,7 @@ import anyio
 import anyio.to_thread
 
 from horde_model_reference.backends.base import CategoryPayload, InvalidationCallback, fetch_categories
-from horde_model_reference.catalog import validate_catalog_bytes
+from horde_model_reference.catalog import decode_catalog, validate_catalog_bytes
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, get_category_descriptor
 from horde_model_reference.errors import BackendError, CatalogDecodeError
 from horde_model_reference.fileio import atomic_write_bytes
@@ -77,12 +77,12 @@ class FileSystemBackend:
         except OSError as exc:
             return self._keep_last_good(category, last_good, f"cannot read {path}: {exc}")
         try:
-            validate_catalog_bytes(category, data, source=str(path))
+            decoded = decode_catalog(category, data, source=str(path))
         except CatalogDecodeError as exc:
             with self._lock:
                 self._signatures[category] = signature
             return self._keep_last_good(category, last_good, str(exc))
-        payload = CategoryPayload.from_bytes(category, data, source=str(path))
+        payload = CategoryPayload.from_bytes(category, data, source=str(path), decoded=decoded)
         with self._lock:
             self._payloads[category] = payload
             self._signatures[category] = signature
