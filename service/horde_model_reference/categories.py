@@ -10,12 +10,14 @@ from typing import Literal
 
 import msgspec
 
+from horde_model_reference._open_enum import OpenStrEnum
 from horde_model_reference.errors import UnknownCategoryError
 
 __all__ = [
     "MODEL_DOMAIN",
     "MODEL_PURPOSE",
     "MODEL_REFERENCE_CATEGORY",
+    "RECORD_TYPE",
     "CategoryDescriptor",
     "ModelClassification",
     "all_categories",
@@ -25,8 +27,8 @@ __all__ = [
 ]
 
 
-class MODEL_DOMAIN(StrEnum):
-    """What a model pertains to."""
+class MODEL_DOMAIN(OpenStrEnum):
+    """What a model pertains to (open: a domain this version does not list still decodes)."""
 
     image = "image"
     text = "text"
@@ -35,8 +37,8 @@ class MODEL_DOMAIN(StrEnum):
     rendered_3d = "rendered_3d"
 
 
-class MODEL_PURPOSE(StrEnum):
-    """The primary purpose of a model."""
+class MODEL_PURPOSE(OpenStrEnum):
+    """The primary purpose of a model (open: a purpose this version does not list still decodes)."""
 
     generation = "generation"
     post_processing = "post_processing"
@@ -66,15 +68,35 @@ class MODEL_REFERENCE_CATEGORY(StrEnum):
     ti = "ti"
 
 
+class RECORD_TYPE(OpenStrEnum):
+    """A record's `record_type`: the name of its category (open: another value still decodes)."""
+
+    blip = "blip"
+    clip = "clip"
+    codeformer = "codeformer"
+    controlnet = "controlnet"
+    controlnet_annotator = "controlnet_annotator"
+    esrgan = "esrgan"
+    gfpgan = "gfpgan"
+    safety_checker = "safety_checker"
+    image_generation = "image_generation"
+    text_generation = "text_generation"
+    video_generation = "video_generation"
+    audio_generation = "audio_generation"
+    miscellaneous = "miscellaneous"
+    lora = "lora"
+    ti = "ti"
+
+
 class ModelClassification(msgspec.Struct, frozen=True, gc=False):
     """How a model is categorised: its domain and purpose.
 
-    Both are plain strings on the wire so that a newer catalog with a new domain or purpose still
-    decodes in an older consumer.
+    Both are open enums, plain strings on the wire: a newer catalog with a new domain or purpose
+    still decodes in an older consumer.
     """
 
-    domain: str
-    purpose: str
+    domain: MODEL_DOMAIN
+    purpose: MODEL_PURPOSE
 
 
 class CategoryDescriptor(msgspec.Struct, frozen=True, gc=False):
@@ -110,7 +132,7 @@ class CategoryDescriptor(msgspec.Struct, frozen=True, gc=False):
     @property
     def classification(self) -> ModelClassification:
         """The default classification of the category's records."""
-        return ModelClassification(domain=self.domain.value, purpose=self.purpose.value)
+        return ModelClassification(domain=self.domain, purpose=self.purpose)
 
 
 _C = MODEL_REFERENCE_CATEGORY

@@ -12,8 +12,10 @@ from typing import Any, ClassVar, TypeAlias
 
 import msgspec
 
+from horde_model_reference._open_enum import OpenStrEnum
 from horde_model_reference.categories import (
     MODEL_REFERENCE_CATEGORY,
+    RECORD_TYPE,
     ModelClassification,
     get_category_descriptor,
     parse_category,
@@ -23,6 +25,7 @@ from horde_model_reference.registries import CONTROLNET_STYLE, KNOWN_IMAGE_GENER
 __all__ = [
     "MODEL_RECORD_TYPE_LOOKUP",
     "SCHEMA_VERSION",
+    "SCHEMA_VERSION_VALUE",
     "AudioGenerationModelRecord",
     "BlipModelRecord",
     "ClipModelRecord",
@@ -48,7 +51,14 @@ __all__ = [
     "register_record_type",
 ]
 
-SCHEMA_VERSION = "2.1.0"
+
+class SCHEMA_VERSION_VALUE(OpenStrEnum):
+    """A record's `metadata.schema_version` (open: another version still decodes)."""
+
+    v2_1_0 = "2.1.0"
+
+
+SCHEMA_VERSION = SCHEMA_VERSION_VALUE.v2_1_0
 
 RequirementValue: TypeAlias = int | float | str | bool | tuple[int | float | str, ...]
 """A value in an image model's `requirements` or a text model's `settings`."""
@@ -78,7 +88,7 @@ class GenericModelRecordConfig(msgspec.Struct, frozen=True, gc=False, kw_only=Tr
 class GenericModelRecordMetadata(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """Who created and updated a record, and when (Unix seconds)."""
 
-    schema_version: str = SCHEMA_VERSION
+    schema_version: SCHEMA_VERSION_VALUE = SCHEMA_VERSION
     created_at: int | None = None
     updated_at: int | None = None
     created_by: str | None = None
@@ -103,7 +113,7 @@ class GenericModelRecord(msgspec.Struct, frozen=True, gc=False, kw_only=True, om
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = None
 
-    record_type: str = ""
+    record_type: RECORD_TYPE | None = None
     name: str
     description: str | None = None
     version: str | None = None
@@ -123,8 +133,8 @@ class GenericModelRecord(msgspec.Struct, frozen=True, gc=False, kw_only=True, om
         return msgspec.json.encode(self)
 
 
-def _typed(category: MODEL_REFERENCE_CATEGORY) -> tuple[str, ModelClassification]:
-    return category.value, _classification(category)
+def _typed(category: MODEL_REFERENCE_CATEGORY) -> tuple[RECORD_TYPE, ModelClassification]:
+    return RECORD_TYPE(category.value), _classification(category)
 
 
 _C = MODEL_REFERENCE_CATEGORY
@@ -150,7 +160,7 @@ class ImageGenerationModelRecord(GenericModelRecord, frozen=True, gc=False, kw_o
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.image_generation
 
-    record_type: str = _IMAGE_GEN
+    record_type: RECORD_TYPE | None = _IMAGE_GEN
     model_classification: ModelClassification | None = _IMAGE_GEN_CLS
     inpainting: bool | None = False
     baseline: KNOWN_IMAGE_GENERATION_BASELINE
@@ -170,7 +180,7 @@ class TextGenerationModelRecord(GenericModelRecord, frozen=True, gc=False, kw_on
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.text_generation
 
-    record_type: str = _TEXT_GEN
+    record_type: RECORD_TYPE | None = _TEXT_GEN
     model_classification: ModelClassification | None = _TEXT_GEN_CLS
     baseline: str | None = None
     parameters_count: int = msgspec.field(name="parameters")
@@ -189,7 +199,7 @@ class ControlNetModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=T
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.controlnet
 
-    record_type: str = _CONTROLNET
+    record_type: RECORD_TYPE | None = _CONTROLNET
     model_classification: ModelClassification | None = _CONTROLNET_CLS
     controlnet_style: CONTROLNET_STYLE | None = None
 
@@ -201,7 +211,7 @@ class ControlNetAnnotatorModelRecord(
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.controlnet_annotator
 
-    record_type: str = _ANNOTATOR
+    record_type: RECORD_TYPE | None = _ANNOTATOR
     model_classification: ModelClassification | None = _ANNOTATOR_CLS
     control_types: tuple[str, ...] = ()
     preprocessors: tuple[str, ...] = ()
@@ -212,7 +222,7 @@ class BlipModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=True, o
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.blip
 
-    record_type: str = _BLIP
+    record_type: RECORD_TYPE | None = _BLIP
     model_classification: ModelClassification | None = _BLIP_CLS
 
 
@@ -221,7 +231,7 @@ class ClipModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=True, o
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.clip
 
-    record_type: str = _CLIP
+    record_type: RECORD_TYPE | None = _CLIP
     model_classification: ModelClassification | None = _CLIP_CLS
     pretrained_name: str | None = None
 
@@ -231,7 +241,7 @@ class CodeformerModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=T
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.codeformer
 
-    record_type: str = _CODEFORMER
+    record_type: RECORD_TYPE | None = _CODEFORMER
     model_classification: ModelClassification | None = _CODEFORMER_CLS
 
 
@@ -240,7 +250,7 @@ class EsrganModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=True,
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.esrgan
 
-    record_type: str = _ESRGAN
+    record_type: RECORD_TYPE | None = _ESRGAN
     model_classification: ModelClassification | None = _ESRGAN_CLS
 
 
@@ -249,7 +259,7 @@ class GfpganModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=True,
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.gfpgan
 
-    record_type: str = _GFPGAN
+    record_type: RECORD_TYPE | None = _GFPGAN
     model_classification: ModelClassification | None = _GFPGAN_CLS
 
 
@@ -258,7 +268,7 @@ class SafetyCheckerModelRecord(GenericModelRecord, frozen=True, gc=False, kw_onl
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.safety_checker
 
-    record_type: str = _SAFETY
+    record_type: RECORD_TYPE | None = _SAFETY
     model_classification: ModelClassification | None = _SAFETY_CLS
 
 
@@ -267,7 +277,7 @@ class VideoGenerationModelRecord(GenericModelRecord, frozen=True, gc=False, kw_o
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.video_generation
 
-    record_type: str = _VIDEO
+    record_type: RECORD_TYPE | None = _VIDEO
     model_classification: ModelClassification | None = _VIDEO_CLS
     baseline: str | None = None
     nsfw: bool = False
@@ -279,7 +289,7 @@ class AudioGenerationModelRecord(GenericModelRecord, frozen=True, gc=False, kw_o
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.audio_generation
 
-    record_type: str = _AUDIO
+    record_type: RECORD_TYPE | None = _AUDIO
     model_classification: ModelClassification | None = _AUDIO_CLS
     baseline: str | None = None
     nsfw: bool = False
@@ -291,7 +301,7 @@ class MiscellaneousModelRecord(GenericModelRecord, frozen=True, gc=False, kw_onl
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.miscellaneous
 
-    record_type: str = _MISC
+    record_type: RECORD_TYPE | None = _MISC
     model_classification: ModelClassification | None = _MISC_CLS
     baseline: str | None = None
 
@@ -301,7 +311,7 @@ class LoraModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=True, o
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.lora
 
-    record_type: str = _LORA
+    record_type: RECORD_TYPE | None = _LORA
     model_classification: ModelClassification | None = _LORA_CLS
     baseline: str | None = None
     nsfw: bool = False
@@ -318,7 +328,7 @@ class TextualInversionModelRecord(
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.ti
 
-    record_type: str = _TI
+    record_type: RECORD_TYPE | None = _TI
     model_classification: ModelClassification | None = _TI_CLS
     baseline: str | None = None
     nsfw: bool = False

@@ -3,27 +3,25 @@
 A value missing from a registry is not an error: a newer catalog must not break an older
 consumer. `warn_unknown` logs each unknown value once per (registry, value).
 
-Baselines and styles are *open* enums: decoding a value the enum does not list yields a member
-created for it (and cached, so each value has one object however many records carry it). Records
-therefore share one string object per baseline and style instead of holding a copy each, and
-an unknown value still decodes, compares equal to its string and encodes back unchanged.
+Baselines and styles are open enums (`_open_enum`): records share one object per value, and a
+value this version does not list still decodes; it waits in its registry's `pending` set until
+`catalog.decode_catalog` reports it with the record that carries it.
 """
 
 from __future__ import annotations
 
 import threading
 from enum import StrEnum
-from typing import Any
 
 import msgspec
 
+from horde_model_reference._open_enum import OpenStrEnum, on_unlisted
 from horde_model_reference.logs import get_logger
 
 __all__ = [
     "CONTROLNET_STYLE",
     "KNOWN_IMAGE_GENERATION_BASELINE",
     "MODEL_STYLE",
-    "OPEN_ENUMS",
     "TEXT_BACKENDS",
     "BaselineDescriptor",
     "get_baseline_descriptor",
@@ -42,30 +40,7 @@ __all__ = [
 _log = get_logger(__name__)
 
 
-_OPEN_ENUM_LOCK = threading.Lock()
-
-
-class _OpenStrEnum(StrEnum):
-    """A string enum that accepts values it does not list (see the module docstring)."""
-
-    @classmethod
-    def _missing_(cls, value: object) -> Any:
-        if not isinstance(value, str):
-            return None
-        with _OPEN_ENUM_LOCK:
-            member = cls._value2member_map_.get(value)
-            if member is None:
-                member = str.__new__(cls, value)
-                member._name_ = value
-                member._value_ = value
-                cls._value2member_map_[value] = member
-        registry = _REGISTRY_OF.get(cls)
-        if registry is not None:
-            registry.note_unlisted(value)
-        return member
-
-
-class KNOWN_IMAGE_GENERATION_BASELINE(_OpenStrEnum):
+class KNOWN_IMAGE_GENERATION_BASELINE(OpenStrEnum):
     """Image generation baselines known to this version."""
 
     infer = "infer"
@@ -81,7 +56,7 @@ class KNOWN_IMAGE_GENERATION_BASELINE(_OpenStrEnum):
     z_image_turbo = "z_image_turbo"
 
 
-class MODEL_STYLE(_OpenStrEnum):
+class MODEL_STYLE(OpenStrEnum):
     """Image model styles known to this version."""
 
     generalist = "generalist"
@@ -92,7 +67,7 @@ class MODEL_STYLE(_OpenStrEnum):
     realistic = "realistic"
 
 
-class CONTROLNET_STYLE(_OpenStrEnum):
+class CONTROLNET_STYLE(OpenStrEnum):
     """ControlNet styles known to this version."""
 
     control_seg = "control_seg"
@@ -201,13 +176,9 @@ BASELINES = _Registry("image_baseline", list(_BASELINE_DESCRIPTORS))
 MODEL_STYLES = _Registry("model_style", [s.value for s in MODEL_STYLE])
 CONTROLNET_STYLES = _Registry("controlnet_style", [s.value for s in CONTROLNET_STYLE])
 TEXT_BACKEND_NAMES = _Registry("text_backend", [b.value for b in TEXT_BACKENDS])
-OPEN_ENUMS: tuple[type[StrEnum], ...] = (KNOWN_IMAGE_GENERATION_BASELINE, MODEL_STYLE, CONTROLNET_STYLE)
-"""The enums that accept values they do not list (their JSON Schema is a string with examples)."""
-_REGISTRY_OF: dict[type[StrEnum], _Registry] = {
-    KNOWN_IMAGE_GENERATION_BASELINE: BASELINES,
-    MODEL_STYLE: MODEL_STYLES,
-    CONTROLNET_STYLE: CONTROLNET_STYLES,
-}
+on_unlisted(KNOWN_IMAGE_GENERATION_BASELINE, BASELINES.note_unlisted)
+on_unlisted(MODEL_STYLE, MODEL_STYLES.note_unlisted)
+on_unlisted(CONTROLNET_STYLE, CONTROLNET_STYLES.note_unlisted)
 
 
 def register_image_baseline(name: str, descriptor: BaselineDescriptor) -> None:

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from horde_model_reference._open_enum import OpenStrEnum
 from horde_model_reference.bus.events import (
     CategoryChanged,
     ErrorReply,
@@ -20,7 +21,6 @@ from horde_model_reference.bus.events import (
 )
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 from horde_model_reference.records import MODEL_RECORD_TYPE_LOOKUP, GenericModelRecord
-from horde_model_reference.registries import OPEN_ENUMS
 
 __all__ = [
     "CONTRACTS_VERSION",
@@ -80,7 +80,7 @@ def load_write_contracts() -> WriteContracts | None:
     return WriteContracts(commands, tuple(typing.get_args(module.WriteReply)))
 
 
-_OPEN_ENUM_TITLES = frozenset(enum.__name__ for enum in OPEN_ENUMS)
+_OPEN_ENUM_TITLES = frozenset(enum.__name__ for enum in OpenStrEnum.__subclasses__())
 
 
 def _open_enum(node: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +88,7 @@ def _open_enum(node: dict[str, Any]) -> dict[str, Any]:
     open_node = {key: value for key, value in node.items() if key != "enum"}
     open_node["type"] = "string"
     open_node["examples"] = node["enum"]
-    open_node["description"] = f"{node.get('description', '')}\n\nOther values are accepted (logged once)."
+    open_node["description"] = f"{node.get('description', '')}\n\nOther values are accepted."
     return open_node
 
 

@@ -1,0 +1,44 @@
+"""String enums that accept values they do not list.
+
+Decoding a listed value yields its member; any other string yields a member created for it on
+first sight and cached, so every record carrying the same value shares one object (records hold
+one pointer instead of a copy of the string). Members are `str`: they compare equal to their value,
+hash like it and encode as it, so a value from a newer catalog decodes and round-trips unchanged.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["OpenStrEnum", "on_unlisted"]
+
+_LOCK = threading.Lock()
+_UNLISTED_HOOKS: dict[type[StrEnum], Callable[[str], None]] = {}
+
+
+class OpenStrEnum(StrEnum):
+    """A string enum whose unlisted values are members created on demand (see the module docstring)."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        if not isinstance(value, str):
+            return None
+        with _LOCK:
+            member = cls._value2member_map_.get(value)
+            if member is None:
+                member = str.__new__(cls, value)
+                member._name_ = value
+                member._value_ = value
+                cls._value2member_map_[value] = member
+        hook = _UNLISTED_HOOKS.get(cls)
+        if hook is not None:
+            hook(value)
+        return member
+
+
+def on_unlisted(enum: type[OpenStrEnum], hook: Callable[[str], None]) -> None:
+    """Call `hook(value)` whenever `enum` meets a value it does not list."""
+    _UNLISTED_HOOKS[enum] = hook
