@@ -1,4 +1,5 @@
-"""Atomic file replacement: readers see the old content or the new, never a mix."""
+"""File I/O: atomic replacement (readers see the old content or the new, never a mix), and
+reading a catalog file without copying it again to drop its trailing newline."""
 
 from __future__ import annotations
 
@@ -6,7 +7,25 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes"]
+__all__ = ["atomic_write_bytes", "read_trimmed_bytes"]
+
+_TAIL = 64
+
+
+def read_trimmed_bytes(path: Path) -> bytes:
+    """The file's bytes without trailing whitespace (up to the last 64 bytes' worth).
+
+    Catalog files end with a newline, canonical bytes do not: reading only up to it spares a copy
+    of the whole file (`bytes.strip` returns the same object when there is nothing left to strip).
+    """
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        tail_start = max(size - _TAIL, 0)
+        handle.seek(tail_start)
+        tail = handle.read()
+        keep = tail_start + len(tail.rstrip())
+        handle.seek(0)
+        return handle.read(keep)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

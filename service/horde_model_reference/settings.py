@@ -145,6 +145,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> HordeModelReferen
     """
     env = os.environ if environ is None else environ
     tree = _nest(env)
+    if not tree:
+        return HordeModelReferenceSettings()  # nothing to convert: skips building msgspec's type info
     try:
         return msgspec.convert(tree, HordeModelReferenceSettings, strict=False)
     except msgspec.ValidationError as exc:

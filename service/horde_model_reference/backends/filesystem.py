@@ -18,7 +18,7 @@ from horde_model_reference.backends.base import CategoryPayload, InvalidationCal
 from horde_model_reference.catalog import decode_catalog, validate_catalog_bytes
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, get_category_descriptor
 from horde_model_reference.errors import BackendError, CatalogDecodeError
-from horde_model_reference.fileio import atomic_write_bytes
+from horde_model_reference.fileio import atomic_write_bytes, read_trimmed_bytes
 from horde_model_reference.logs import get_logger
 
 __all__ = ["FileSystemBackend", "LocalReadOnlyBackend", "atomic_write_bytes"]
@@ -73,7 +73,7 @@ class FileSystemBackend:
         if not force_refresh and last_good is not None and self._signatures.get(category) == signature:
             return last_good
         try:
-            data = path.read_bytes()
+            data = read_trimmed_bytes(path)
         except OSError as exc:
             return self._keep_last_good(category, last_good, f"cannot read {path}: {exc}")
         try:
