@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from horde_model_reference import ReplicateMode, SettingsError, load_settings
+from horde_model_reference import HordeModelReferenceSettings, ReplicateMode, SettingsError, load_settings
 
 P = "HORDE_MODEL_REFERENCE_"
 
@@ -19,6 +20,11 @@ def test_defaults() -> None:
     assert settings.nats.url is None and settings.nats.subject_prefix == "hmr.v1"
     assert settings.image_github_repo.name == "AI-Horde-image-model-reference"
     assert settings.text_github_repo.name == "AI-Horde-text-model-reference"
+
+
+def test_an_environment_without_settings_gives_the_same_defaults_as_converting_nothing() -> None:
+    unrelated = {"PATH": "/usr/bin", "HORDE_MODEL_REFERENCEX": "not ours"}
+    assert load_settings(unrelated) == msgspec.convert({}, HordeModelReferenceSettings, strict=False)
 
 
 def test_todays_names_and_nesting() -> None:
