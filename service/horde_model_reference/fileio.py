@@ -12,7 +12,7 @@ __all__ = ["atomic_write_bytes", "read_trimmed_bytes"]
 _TAIL = 64
 
 
-def read_trimmed_bytes(path: Path) -> bytes:
+def read_trimmed_bytes(path: str | Path) -> bytes:
     """The file's bytes without trailing whitespace (up to the last 64 bytes' worth).
 
     Catalog files end with a newline, canonical bytes do not: reading only up to it spares a copy

@@ -8,6 +8,7 @@ file in the same directory, fsync, rename, fsync of the directory.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -42,10 +43,18 @@ class FileSystemBackend:
         self._signatures: dict[MODEL_REFERENCE_CATEGORY, _Signature] = {}
         self._callbacks: list[InvalidationCallback] = []
         self._lock = threading.Lock()
+        self._file_names: dict[MODEL_REFERENCE_CATEGORY, str] = {}
 
     def path_for(self, category: MODEL_REFERENCE_CATEGORY) -> Path:
         """The v2 file of `category`."""
         return self.base_path / get_category_descriptor(category).v2_filename
+
+    def _file_name(self, category: MODEL_REFERENCE_CATEGORY) -> str:
+        """`path_for` as a string, computed once (fetches run often; stat and open take strings)."""
+        name = self._file_names.get(category)
+        if name is None:
+            name = self._file_names.setdefault(category, str(self.path_for(category)))
+        return name
 
     async def fetch_category(
         self, category: MODEL_REFERENCE_CATEGORY, *, force_refresh: bool = False
@@ -57,15 +66,13 @@ class FileSystemBackend:
         self, category: MODEL_REFERENCE_CATEGORY, force_refresh: bool = False
     ) -> CategoryPayload | None:
         """Blocking variant of `fetch_category` (used from worker threads)."""
-        path = self.path_for(category)
+        path = self._file_name(category)
         last_good = self._payloads.get(category)
         try:
-            stat = path.stat()
+            stat = os.stat(path)
         except FileNotFoundError:
             if last_good is not None:
-                _log.warning(
-                    "catalog_file_missing", category=category.value, path=str(path), kept="last good"
-                )
+                _log.warning("catalog_file_missing", category=category.value, path=path, kept="last good")
             return last_good
         except OSError as exc:
             return self._keep_last_good(category, last_good, f"cannot stat {path}: {exc}")
@@ -77,12 +84,12 @@ class FileSystemBackend:
         except OSError as exc:
             return self._keep_last_good(category, last_good, f"cannot read {path}: {exc}")
         try:
-            decoded = decode_catalog(category, data, source=str(path))
+            decoded = decode_catalog(category, data, source=path)
         except CatalogDecodeError as exc:
             with self._lock:
                 self._signatures[category] = signature
             return self._keep_last_good(category, last_good, str(exc))
-        payload = CategoryPayload.from_bytes(category, data, source=str(path), decoded=decoded)
+        payload = CategoryPayload.from_bytes(category, data, source=path, decoded=decoded)
         with self._lock:
             self._payloads[category] = payload
             self._signatures[category] = signature
