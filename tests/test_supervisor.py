@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import msgspec
 import nats
 import nats.errors
@@ -33,6 +34,7 @@ from horde_model_reference.bus.snapshot_store import RedisSnapshotStore
 from horde_model_reference.catalog import catalog_digest
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 from horde_model_reference.supervisor import ServiceConfig, StateFileError
+from horde_model_reference.supervisor.state import PersistedCategory, StateFile
 from horde_model_reference.supervisor.testing import RawDirectoryBackend, running_service
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -290,6 +292,83 @@ async def test_revision_survives_restart_and_unchanged_catalog_publishes_nothing
         event = await _next(sub)
         assert event.revision == 3 and event.previous_digest == catalog_digest(V2)
         assert event.changed == ["a"] and event.records is not None and set(event.records) == {"a"}
+
+
+async def test_a_failed_state_write_does_not_hold_the_event_back_and_is_retried(
+    tmp_path: Path,
+    base: Path,
+    nc: Client,
+    nats_url: str,
+    subject_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _write(base / "clip.json", V1)
+    sub = await nc.subscribe(f"{subject_prefix}.changed.clip")
+    await nc.flush()
+    commit = StateFile.commit
+    failures = [1]
+
+    async def flaky_commit(self: StateFile, category: str, revision: int, digest: str, data: bytes) -> None:
+        if category == "clip" and revision == 2 and failures[0]:
+            failures[0] -= 1
+            raise StateFileError(self.path, "disk full (test)")
+        await commit(self, category, revision, digest, data)
+
+    monkeypatch.setattr(StateFile, "commit", flaky_commit)
+    async with running_service(
+        _config(tmp_path, nats_url, subject_prefix), FileSystemBackend(base)
+    ) as service:
+        assert (await _next(sub)).revision == 1
+        _write(base / "clip.json", V2)
+        assert (await _next(sub)).revision == 2  # published although its state write failed
+        with anyio.fail_after(3):  # the next pass writes it
+            while StateFile(tmp_path / "data").load().get("clip") != PersistedCategory(2, catalog_digest(V2)):
+                await anyio.sleep(0.02)
+        assert "disk full" in (service.status().categories["clip"].last_error or "")
+    assert failures == [0]
+
+
+async def test_a_revision_published_before_a_crash_is_never_reused(
+    tmp_path: Path,
+    base: Path,
+    nc: Client,
+    nats_url: str,
+    subject_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _write(base / "clip.json", V1)
+    sub = await nc.subscribe(f"{subject_prefix}.changed.clip")
+    await nc.flush()
+    config = _config(tmp_path, nats_url, subject_prefix)
+    with monkeypatch.context() as crash:
+        # The process "dies" right after publishing revision 2: its state write never happens, and
+        # there is no clean shutdown to settle the reservations.
+        commit = StateFile.commit
+
+        async def lost_commit(
+            self: StateFile, category: str, revision: int, digest: str, data: bytes
+        ) -> None:
+            if category == "clip" and revision >= 2:
+                raise StateFileError(self.path, "killed (test)")
+            await commit(self, category, revision, digest, data)
+
+        async def no_release(self: StateFile) -> None:
+            return None
+
+        crash.setattr(StateFile, "commit", lost_commit)
+        crash.setattr(StateFile, "release_reservations", no_release)
+        async with running_service(config, FileSystemBackend(base)):
+            assert (await _next(sub)).revision == 1
+            _write(base / "clip.json", V2)
+            published = await _next(sub)
+            assert published.revision == 2
+    assert StateFile(tmp_path / "data").load()["clip"].revision == 1  # the file lags behind
+
+    _write(base / "clip.json", V3)
+    async with running_service(config, FileSystemBackend(base)) as service:
+        event = await _next(sub)
+        assert event.digest == catalog_digest(V3) and event.revision > published.revision
+        assert service.revision("clip") == event.revision
 
 
 async def test_redis_revision_wins_when_the_state_file_is_lost(

@@ -18,7 +18,7 @@ from horde_model_reference.supervisor import (
     default_poll_interval,
 )
 from horde_model_reference.supervisor.actor import build_change_event
-from horde_model_reference.supervisor.state import PersistedCategory, StateFile
+from horde_model_reference.supervisor.state import RESERVE_AHEAD, PersistedCategory, StateFile
 from horde_model_reference.supervisor.testing import RawDirectoryBackend
 
 _RAW = msgspec.json.Decoder(dict[str, msgspec.Raw])
@@ -76,6 +76,83 @@ async def test_adopt_merges_states_learned_elsewhere(tmp_path: Path) -> None:
         "blip": PersistedCategory(9, catalog_digest(b"[]")),
     }
     assert state.load_snapshot("blip", catalog_digest(b"[]")) == b"[]"
+
+
+def _writes(state: StateFile) -> list[bytes]:
+    """Record every document `state` writes (to count synchronous writes)."""
+    written: list[bytes] = []
+    original = state._write_sync
+
+    def spy(document: bytes, snapshots: dict[str, bytes]) -> None:
+        written.append(document)
+        original(document, snapshots)
+
+    state._write_sync = spy  # type: ignore[method-assign]
+    return written
+
+
+@pytest.mark.anyio
+async def test_reserved_revisions_are_handed_out_without_writing(tmp_path: Path) -> None:
+    state = StateFile(tmp_path)
+    state.load()
+    await state.reserve_all({"clip": 0})
+    assert state.reserved["clip"] == RESERVE_AHEAD
+    written = _writes(state)
+    for revision in range(1, RESERVE_AHEAD + 1):
+        assert state.next_revision("clip", revision - 1) == revision
+        await state.reserve("clip", revision)
+    assert written == []  # the whole reserved range went without a disk write
+    await state.reserve("clip", RESERVE_AHEAD + 1)
+    assert len(written) == 1 and state.reserved["clip"] == 2 * RESERVE_AHEAD + 1
+    assert StateFile(tmp_path).load() == {}  # reservations alone persist no revision
+
+
+@pytest.mark.anyio
+async def test_a_revision_reserved_before_a_crash_is_never_handed_out_again(tmp_path: Path) -> None:
+    state = StateFile(tmp_path)
+    state.load()
+    await state.reserve("clip", 1)
+    await state.commit("clip", 1, "d1", b"{}")
+    await state.reserve("clip", 2)  # published, then the process died before `commit`
+    restarted = StateFile(tmp_path)
+    assert restarted.load() == {"clip": PersistedCategory(1, "d1")}
+    assert restarted.next_revision("clip", 1) > 2
+    assert restarted.next_revision("blip", 0) == 1
+
+
+@pytest.mark.anyio
+async def test_a_clean_release_lets_the_next_instance_continue_without_a_gap(tmp_path: Path) -> None:
+    state = StateFile(tmp_path)
+    state.load()
+    await state.reserve_all({"clip": 0, "blip": 0})
+    for revision in (1, 2):
+        await state.reserve("clip", revision)
+        await state.commit("clip", revision, f"d{revision}", b"{}")
+    await state.reserve("clip", 3)  # handed out, its state write failed
+    await state.release_reservations()
+    again = StateFile(tmp_path)
+    assert again.load() == {"clip": PersistedCategory(2, "d2")}
+    assert again.next_revision("clip", 2) == 4  # above the one handed out, no further gap
+    assert again.next_revision("blip", 0) == 1
+
+
+@pytest.mark.anyio
+async def test_a_version_1_state_file_is_read_and_upgraded(tmp_path: Path) -> None:
+    (tmp_path / "revisions.json").write_bytes(
+        b'{"version": 1, "categories": {"clip": {"revision": 4, "digest": "d4"}}}'
+    )
+    state = StateFile(tmp_path)
+    assert state.load() == {"clip": PersistedCategory(4, "d4")}
+    assert state.next_revision("clip", 4) == 5
+    await state.commit("clip", 5, "d5", b"{}")
+    document = msgspec.json.decode((tmp_path / "revisions.json").read_bytes())
+    assert document["version"] == 2 and document["reserved"] == {"clip": 5}
+
+
+def test_an_unknown_state_file_version_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "revisions.json").write_bytes(b'{"version": 3, "categories": {}}')
+    with pytest.raises(StateFileError, match="unsupported version 3"):
+        StateFile(tmp_path).load()
 
 
 # -- build_change_event -------------------------------------------------------------------------

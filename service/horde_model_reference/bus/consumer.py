@@ -1,7 +1,9 @@
 """Consumer-side sync: keep a manager's cache equal to the service's, over NATS (list-watch-resync).
 
-One task receives everything (change events, heartbeats, resync requests) through one stream and
-handles it in order, so the cache is only ever changed by one writer:
+Everything (change events, heartbeats, resync requests) is handled one item at a time, in order,
+so the cache is only ever changed by one writer. Items wait in one queue for the sync task; a change
+event that arrives while nothing is queued or being handled is handled at once by the NATS callback
+that received it (same order, one hop less on the propagation path):
 
 - `CategoryChanged` with revision = held + 1, a delta, and `previous_digest` = held digest:
   patch the records in place (no fetch at all);
@@ -15,18 +17,18 @@ handles it in order, so the cache is only ever changed by one writer:
 
 from __future__ import annotations
 
-import math
 import random
 import threading
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
+from types import MappingProxyType
 from typing import Any
 
 import anyio
 import anyio.to_thread
 import msgspec
 from anyio.abc import TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from nats.errors import NoRespondersError
 
 from horde_model_reference._portal import get_portal
@@ -42,10 +44,11 @@ from horde_model_reference.bus.events import (
 )
 from horde_model_reference.bus.snapshot_store import RedisSnapshotStore, StoredSnapshot
 from horde_model_reference.cache import ChangeNotice, ReferenceCache
-from horde_model_reference.catalog import catalog_digest, decode_catalog, decode_record
+from horde_model_reference.catalog import catalog_digest, decode_catalog
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, canonical_categories
 from horde_model_reference.errors import BackendError, CatalogDecodeError, RecordDecodeError
 from horde_model_reference.logs import get_logger
+from horde_model_reference.records import GenericModelRecord
 from horde_model_reference.urls import redact_url
 
 __all__ = ["BusConsumer", "BusOptions"]
@@ -64,6 +67,22 @@ def _log_background_end(future: Future[None]) -> None:
 
 _Item = tuple[str, Any]
 Dispatch = Callable[[ChangeNotice], Awaitable[None]]
+
+
+_encode_key = msgspec.json.Encoder().encode
+_CATEGORIES = {category.value: category for category in MODEL_REFERENCE_CATEGORY}
+
+
+def _decode_delta(
+    category: MODEL_REFERENCE_CATEGORY, records: dict[str, msgspec.Raw]
+) -> dict[str, GenericModelRecord]:
+    """The delta's records decoded in one pass, as a catalog of just them (strict: a bad record raises).
+
+    The raw records are joined into one JSON object, so the catalog's own decoder and known-value
+    checks apply, exactly as `decode_record` would one by one.
+    """
+    body = b"{" + b",".join(_encode_key(name) + b":" + raw for name, raw in records.items()) + b"}"
+    return decode_catalog(category, body, strict=True).records
 
 
 class _ServiceAbsent(BackendError):
@@ -96,7 +115,15 @@ class BusConsumer:
         self._ready = threading.Event()
         self._nc: NatsClient | None = None
         self._store: RedisSnapshotStore | None = None
-        self._send: MemoryObjectSendStream[_Item] | None = None
+        self._queue: deque[_Item] = deque()
+        """Items waiting for the sync task, in arrival order."""
+        self._wakeup: anyio.Event | None = None
+        self._busy = False
+        """An item is being handled (by the sync task or inline by a NATS callback)."""
+        self._accepting = False
+        """Items are accepted (the sync runs); `_enqueue` drops them otherwise."""
+        self._started = False
+        """The initial sync is over: change events may be handled inline."""
         self._future: Future[None] | None = None
         self._pending: dict[str, int] = {}
         """Categories with a retry scheduled, and the revision the retry must reach."""
@@ -163,8 +190,9 @@ class BusConsumer:
             self._stopped.set()
 
     async def _run(self, task_status: TaskStatus[None]) -> None:
-        send, receive = anyio.create_memory_object_stream[_Item](max_buffer_size=math.inf)
-        self._send = send
+        self._queue.clear()
+        self._busy = self._started = False
+        self._accepting = True
         if self.options.redis_url:
             self._store = RedisSnapshotStore(self.options.redis_url, key_prefix=self.options.redis_key_prefix)
         try:
@@ -172,11 +200,12 @@ class BusConsumer:
                 self._tg = tg
                 tg.start_soon(self._connect_and_subscribe)
                 if self._store is not None:
-                    send.send_nowait(("resync", None))
+                    self._enqueue(("resync", None))
                 tg.start_soon(self._ready_deadline)
-                tg.start_soon(self._process, receive, task_status)
+                tg.start_soon(self._process, task_status)
         finally:
-            send.close()
+            self._accepting = False
+            self._queue.clear()
             with anyio.CancelScope(shield=True):
                 await self._close()
 
@@ -227,11 +256,15 @@ class BusConsumer:
             delay = min(delay * 2, _MAX_RETRY_DELAY)
 
     def _enqueue(self, item: _Item) -> None:
-        if self._send is not None:
-            try:
-                self._send.send_nowait(item)
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                pass
+        if not self._accepting:
+            return
+        self._queue.append(item)
+        self._wake()
+
+    def _wake(self) -> None:
+        wakeup, self._wakeup = self._wakeup, None
+        if wakeup is not None:
+            wakeup.set()
 
     def _on_gap(self, reason: str) -> None:
         _log.info("bus_gap_resync", reason=reason)
@@ -243,26 +276,52 @@ class BusConsumer:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             _log.error("bus_event_undecodable", subject=msg.subject, error=str(exc))
             return
+        if (
+            isinstance(event, CategoryChanged)
+            and self._started
+            and self._accepting
+            and not self._busy
+            and not self._queue
+        ):
+            # Nothing is queued or being handled: handling it here keeps the order (this callback
+            # task is the only writer until it returns) and saves the hop to the sync task.
+            self._busy = True
+            try:
+                await self._handle_safely("event", event)
+            finally:
+                self._busy = False
+                if self._queue:
+                    self._wake()
+            return
         self._enqueue(("event", event))
 
-    async def _process(
-        self, receive: MemoryObjectReceiveStream[_Item], task_status: TaskStatus[None]
-    ) -> None:
-        started = listed = False
-        async with receive:
-            async for kind, value in receive:
-                try:
-                    await self._handle(kind, value)
-                except Exception:
-                    # Never let one bad item stop the sync: log it, then resynchronise everything.
-                    _log.exception("bus_item_failed", kind=kind, item=type(value).__name__)
-                    if kind != "resync" or value is not None:
-                        self._enqueue(("resync", None))
-                listed = listed or (kind == "resync" and value is None and self.connected)
-                if not started and (kind == "ready" or (listed and not self._unresolved)):
-                    started = True
-                    self._ready.set()
-                    task_status.started()
+    async def _process(self, task_status: TaskStatus[None]) -> None:
+        listed = False
+        queue = self._queue
+        while True:
+            while self._busy or not queue:
+                wakeup = self._wakeup = anyio.Event()
+                await wakeup.wait()
+            kind, value = queue.popleft()
+            self._busy = True
+            try:
+                await self._handle_safely(kind, value)
+            finally:
+                self._busy = False
+            listed = listed or (kind == "resync" and value is None and self.connected)
+            if not self._started and (kind == "ready" or (listed and not self._unresolved)):
+                self._started = True
+                self._ready.set()
+                task_status.started()
+
+    async def _handle_safely(self, kind: str, value: Any) -> None:
+        try:
+            await self._handle(kind, value)
+        except Exception:
+            # Never let one bad item stop the sync: log it, then resynchronise everything.
+            _log.exception("bus_item_failed", kind=kind, item=type(value).__name__)
+            if kind != "resync" or value is not None:
+                self._enqueue(("resync", None))
 
     async def _handle(self, kind: str, value: Any) -> None:
         if kind == "resync":
@@ -281,9 +340,8 @@ class BusConsumer:
     # ----------------------------------------------------------------- handlers
 
     async def _on_changed(self, event: CategoryChanged) -> None:
-        try:
-            category = MODEL_REFERENCE_CATEGORY(event.category)
-        except ValueError:
+        category = _CATEGORIES.get(event.category)
+        if category is None:
             _log.warning("bus_unknown_category", category=event.category, revision=event.revision)
             return
         held = self._cache.snapshots.get(category.value)
@@ -299,7 +357,7 @@ class BusConsumer:
             try:
                 await self._patch(category, event)
                 return
-            except RecordDecodeError as exc:
+            except (RecordDecodeError, CatalogDecodeError) as exc:
                 _log.warning(
                     "bus_delta_unusable", category=category.value, revision=event.revision, error=str(exc)
                 )
@@ -307,11 +365,12 @@ class BusConsumer:
 
     async def _patch(self, category: MODEL_REFERENCE_CATEGORY, event: CategoryChanged) -> None:
         held = self._cache.snapshots[category.value]
-        records = dict(held.records)
+        # The dict behind the read-only view, copied in C (not walked through the Mapping protocol).
+        records = held.records.copy() if isinstance(held.records, MappingProxyType) else dict(held.records)
         for name in event.removed:
             records.pop(name, None)
-        for name, raw in (event.records or {}).items():
-            records[name] = decode_record(category, bytes(raw))
+        if event.records:
+            records.update(_decode_delta(category, event.records))
         notice = self._cache.install(
             category,
             records,
@@ -321,7 +380,6 @@ class BusConsumer:
             names=(tuple(event.added), tuple(event.removed), tuple(event.changed)),
         )
         self.stats["patched"] += 1
-        _log.debug("bus_delta_applied", category=category.value, revision=event.revision)
         if notice is not None:
             await self._dispatch(notice)
 

@@ -1,13 +1,16 @@
 """One fetcher actor per category: load, detect change by digest, commit, store, publish.
 
 A change is committed in this order, shielded from cancellation (each step has its own timeout),
-so a shutdown never leaves a revision persisted but unpublished because of the shutdown itself:
+so a shutdown never leaves a revision handed out but unpublished because of the shutdown itself:
 
-1. the revision is incremented and persisted with the bytes (`StateFile.commit`),
+1. the next revision is taken and covered by the reservation on disk (`StateFile.reserve`: no
+   disk write at all unless the reserved range is used up; see `supervisor.state`),
 2. the in-memory snapshot is replaced (the snapshot responder serves it from here on),
 3. the snapshot is written to Redis (when configured; a failure is logged and retried later;
    while Redis is known to be down this step is deferred so propagation does not wait for it),
-4. `CategoryChanged` is published.
+4. `CategoryChanged` is published,
+5. the revision, digest and bytes are persisted (`StateFile.commit`, atomic writes with fsync);
+   a failure is logged and retried on the next pass (the reservation keeps the revision safe).
 
 Bad data never replaces good data: a catalog that cannot be decoded at all publishes nothing and
 keeps the last good snapshot; bad records are skipped and reported.
@@ -25,12 +28,12 @@ import msgspec
 from horde_model_reference.backends.base import CategoryPayload, ModelReferenceBackend
 from horde_model_reference.bus.events import CategoryChanged, CategoryHealth, Subjects, encode_event
 from horde_model_reference.bus.snapshot_store import RedisSnapshotStore, StoredSnapshot
-from horde_model_reference.catalog import DecodedCatalog, decode_catalog
+from horde_model_reference.catalog import DecodedCatalog
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 from horde_model_reference.errors import BackendError, CatalogDecodeError
 from horde_model_reference.logs import get_logger
 from horde_model_reference.records import GenericModelRecord
-from horde_model_reference.supervisor.state import StateFile
+from horde_model_reference.supervisor.state import StateFile, StateFileError
 
 __all__ = ["ActorContext", "CategoryActor", "CategorySlot", "build_change_event"]
 
@@ -66,6 +69,8 @@ class CategorySlot:
         """The Redis snapshot is behind `revision` (a write failed or Redis was reset)."""
         self.redis_failures = 0
         self.redis_retry_at = 0.0
+        self.state_pending = False
+        """The state file is behind `revision` (its write after the publish failed)."""
         self.wake = anyio.Event()
         self.requested = 0
         self.attempting = 0
@@ -280,6 +285,9 @@ class CategoryActor:
             slot.source_rejected = payload.digest == slot.rejected_digest
         if slot.redis_pending and time.monotonic() >= slot.redis_retry_at:
             await self._store_redis()
+        if slot.state_pending:
+            with anyio.CancelScope(shield=True):
+                await self._persist()
         slot.finish_pass(None)
 
     async def _consider(self, payload: CategoryPayload) -> None:
@@ -291,7 +299,7 @@ class CategoryActor:
         if digest == slot.rejected_digest:
             return
         try:
-            decoded = decode_catalog(slot.category, payload.data, source=payload.source or None)
+            decoded = payload.records()
             raw: dict[str, msgspec.Raw] = _RAW_DECODER.decode(payload.data)
         except (CatalogDecodeError, msgspec.DecodeError) as exc:
             slot.rejected_digest = digest
@@ -325,8 +333,8 @@ class CategoryActor:
     ) -> None:
         slot = self.slot
         previous_digest, old = slot.digest, slot.records
-        revision = slot.revision + 1
-        await self.ctx.state.commit(self._cat, revision, payload.digest, payload.data)
+        revision = self.ctx.state.next_revision(self._cat, slot.revision)
+        await self.ctx.state.reserve(self._cat, revision)
         slot.install(revision, payload.digest, payload.data, decoded)
         slot.last_change = time.time()
         slot.rejected_digest = None
@@ -349,6 +357,8 @@ class CategoryActor:
             slot.events_published += 1
         else:
             slot.publish_failures += 1
+        # Off the propagation path: the reservation already keeps `revision` from being reused.
+        persisted = await self._persist()
         _log.info(
             "category_changed",
             category=self._cat,
@@ -360,7 +370,24 @@ class CategoryActor:
             delta=event.records is not None,
             event_bytes=len(encoded),
             published=published,
+            persisted=persisted,
         )
+
+    async def _persist(self) -> bool:
+        """Write the held revision, digest and bytes to the state file; False (logged) on failure."""
+        slot = self.slot
+        if slot.data is None or slot.digest is None:
+            slot.state_pending = False
+            return True
+        try:
+            await self.ctx.state.commit(self._cat, slot.revision, slot.digest, slot.data)
+        except StateFileError as exc:
+            slot.state_pending = True
+            slot.record_error(str(exc))
+            _log.error("state_write_failed", category=self._cat, revision=slot.revision, error=str(exc))
+            return False
+        slot.state_pending = False
+        return True
 
     async def _store_redis(self) -> None:
         slot, store = self.slot, self.ctx.store

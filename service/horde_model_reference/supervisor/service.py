@@ -48,7 +48,7 @@ from horde_model_reference.supervisor._nats import NatsLink
 from horde_model_reference.supervisor._responders import serve_requests, snapshot_reply
 from horde_model_reference.supervisor.actor import ActorContext, CategoryActor, CategorySlot
 from horde_model_reference.supervisor.config import ServiceConfig, default_poll_interval
-from horde_model_reference.supervisor.state import PersistedCategory, StateFile
+from horde_model_reference.supervisor.state import PersistedCategory, StateFile, StateFileError
 
 __all__ = ["Component", "Supervisor", "run_service", "sole_exception"]
 
@@ -275,6 +275,11 @@ class Supervisor:
             slot.redis_pending = self._store is not None and remote != (local.revision, local.digest)
         if adopted:
             await self._state.adopt(adopted, adopted_bytes)
+        # One write now, so that the coming changes publish without waiting for the disk.
+        try:
+            await self._state.reserve_all({c.value: s.revision for c, s in self._slots.items()})
+        except StateFileError as exc:  # each change then tries to reserve (and fails) on its own
+            _log.error("state_reservation_failed", error=str(exc), path=str(self._state.path))
         _log.info(
             "service_state_restored",
             revisions={c.value: s.revision for c, s in self._slots.items() if s.revision},
@@ -318,6 +323,10 @@ class Supervisor:
         embedded, self._embedded = self._embedded, None
         if embedded is not None:
             await anyio.to_thread.run_sync(embedded.stop)
+        try:
+            await self._state.release_reservations()
+        except StateFileError as exc:  # the marks stay higher: the next start skips some revisions
+            _log.warning("state_reservations_kept", error=str(exc))
         self._state.release()
         self._running = False
         _log.info(
