@@ -43,6 +43,11 @@ class CategorySnapshot(msgspec.Struct, frozen=True):
     issues: tuple[RecordIssue, ...] = ()
     """Records skipped while decoding."""
 
+    def records_dict(self) -> dict[str, GenericModelRecord]:
+        """A new dict of the records (copied in C from the read-only view, not walked key by key)."""
+        records = self.records
+        return records.copy() if isinstance(records, MappingProxyType) else dict(records)
+
 
 class ChangeNotice(msgspec.Struct, frozen=True):
     """What `on_change` callbacks receive."""

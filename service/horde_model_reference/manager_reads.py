@@ -104,7 +104,7 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
             merged = self._merged_records_sync(parse_category(category), source)
             return dict(merged) if merged is not None else None
         snapshot = self._snapshot_sync(category, overwrite_existing)
-        return dict(snapshot.records) if snapshot is not None else None
+        return snapshot.records_dict() if snapshot is not None else None
 
     async def get_model_reference_or_none_async(
         self,
@@ -118,7 +118,7 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
             merged = await self._merged_records_async(parse_category(category), source)
             return dict(merged) if merged is not None else None
         snapshot = await self._snapshot_async(category, overwrite_existing)
-        return dict(snapshot.records) if snapshot is not None else None
+        return snapshot.records_dict() if snapshot is not None else None
 
     def get_model_reference(
         self,
@@ -273,7 +273,7 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
         snapshot = self._snapshot_sync(cat)
         if snapshot is None:
             return None
-        return snapshot.raw if snapshot.raw is not None else msgspec.json.encode(dict(snapshot.records))
+        return snapshot.raw if snapshot.raw is not None else msgspec.json.encode(snapshot.records_dict())
 
     async def _fetch_payload(self, category: MODEL_REFERENCE_CATEGORY, force: bool) -> CategoryPayload | None:
         return await self._backend.fetch_category(category, force_refresh=force)

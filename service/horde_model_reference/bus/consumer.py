@@ -22,7 +22,6 @@ import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
-from types import MappingProxyType
 from typing import Any
 
 import anyio
@@ -365,8 +364,7 @@ class BusConsumer:
 
     async def _patch(self, category: MODEL_REFERENCE_CATEGORY, event: CategoryChanged) -> None:
         held = self._cache.snapshots[category.value]
-        # The dict behind the read-only view, copied in C (not walked through the Mapping protocol).
-        records = held.records.copy() if isinstance(held.records, MappingProxyType) else dict(held.records)
+        records = held.records_dict()
         for name in event.removed:
             records.pop(name, None)
         if event.records:
