@@ -12,6 +12,7 @@ from horde_model_reference import (
     KNOWN_IMAGE_GENERATION_BASELINE,
     MODEL_RECORD_TYPE_LOOKUP,
     MODEL_REFERENCE_CATEGORY,
+    RECORD_TYPE,
     CatalogDecodeError,
     GenericModelRecord,
     ImageGenerationModelRecord,
@@ -257,3 +258,12 @@ def test_generic_record_for_categories_without_special_fields() -> None:
     assert isinstance(record, GenericModelRecord)
     assert record.model_classification is not None
     assert record.model_classification.domain == "video"
+
+
+def test_record_types_are_the_category_names() -> None:
+    assert [member.value for member in RECORD_TYPE] == [
+        category.value for category in MODEL_REFERENCE_CATEGORY
+    ]
+    for category, record_type in MODEL_RECORD_TYPE_LOOKUP.items():
+        defaults = {field.name: field.default for field in msgspec.structs.fields(record_type)}
+        assert defaults["record_type"] is RECORD_TYPE(category.value)

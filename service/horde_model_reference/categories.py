@@ -68,6 +68,8 @@ class MODEL_REFERENCE_CATEGORY(StrEnum):
     ti = "ti"
 
 
+# The names of MODEL_REFERENCE_CATEGORY again, spelled out because typing needs a class (a test
+# keeps the two in step); MODEL_REFERENCE_CATEGORY stays closed: an unknown category is an error.
 class RECORD_TYPE(OpenStrEnum):
     """A record's `record_type`: the name of its category (open: another value still decodes)."""
 
