@@ -95,8 +95,36 @@ async def test_a_change_is_patched_in_the_callback_when_the_sync_is_idle() -> No
         await harness.consumer._on_message(_change(2))
         # Applied before the callback returned: no hop to the sync task.
         assert harness.revision() == 2 and harness.records() == {"a": "1", "b": "2"}
-        assert [n.new_revision for n in harness.notices] == [2]
         assert harness.consumer.stats["patched"] == 1
+        # Its on_change callbacks run in the sync task, after the data is readable.
+        with anyio.fail_after(2):
+            while not harness.notices:
+                await anyio.sleep(0.001)
+        assert [n.new_revision for n in harness.notices] == [2]
+        tg.cancel_scope.cancel()
+
+
+async def test_an_unusable_delta_is_queued_reported_and_resynchronised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    harness = _Harness()
+    resyncs: list[tuple[str, int | None]] = []
+
+    async def resync_category(category: MODEL_REFERENCE_CATEGORY, *, min_revision: int | None = None) -> bool:
+        resyncs.append((category.value, min_revision))
+        return True
+
+    monkeypatch.setattr(harness.consumer, "_resync_category", resync_category)
+    bad = msgspec.json.decode(_change(2).data)
+    bad["records"] = {"b": {"name": "b", "description": 5}}
+    async with anyio.create_task_group() as tg:
+        await _started(harness, tg)
+        await harness.consumer._on_message(_Msg(msgspec.json.encode(bad)))
+        assert harness.revision() == 1  # not patched inline: queued for the sync task
+        with anyio.fail_after(2):
+            while not resyncs:
+                await anyio.sleep(0.001)
+        assert resyncs == [("clip", 2)] and harness.consumer.stats["patched"] == 0
         tg.cancel_scope.cancel()
 
 

@@ -267,3 +267,22 @@ def test_record_types_are_the_category_names() -> None:
     for category, record_type in MODEL_RECORD_TYPE_LOOKUP.items():
         defaults = {field.name: field.default for field in msgspec.structs.fields(record_type)}
         assert defaults["record_type"] is RECORD_TYPE(category.value)
+
+
+def test_an_unknown_value_of_a_skipped_record_does_not_stay_pending() -> None:
+    from horde_model_reference.registries import BASELINES
+
+    body = {
+        "bad": {"name": "bad", "baseline": "baseline_of_a_skipped_record", "nsfw": "not a bool"},
+        "good": {"name": "good", "baseline": "stable_diffusion_1", "nsfw": False},
+    }
+    with capture_logs() as logs:
+        decoded = decode_catalog("image_generation", msgspec.json.encode(body))
+    assert set(decoded.records) == {"good"} and [issue.name for issue in decoded.issues] == ["bad"]
+    assert BASELINES.pending() == set()
+    assert not [entry for entry in logs if entry["event"] == "unknown_value"]
+    later = {"later": {"name": "later", "baseline": "baseline_of_a_skipped_record", "nsfw": False}}
+    with capture_logs() as logs:
+        decode_catalog("image_generation", msgspec.json.encode(later))
+    unknown = [(entry["value"], entry["model"]) for entry in logs if entry["event"] == "unknown_value"]
+    assert unknown == [("baseline_of_a_skipped_record", "later")]

@@ -328,21 +328,24 @@ async def test_a_failed_state_write_does_not_hold_the_event_back_and_is_retried(
     assert failures == [0]
 
 
-async def test_a_revision_published_before_a_crash_is_never_reused(
-    tmp_path: Path,
-    base: Path,
-    nc: Client,
-    nats_url: str,
-    subject_prefix: str,
-    monkeypatch: pytest.MonkeyPatch,
+async def test_without_redis_the_state_is_on_disk_before_the_event(
+    tmp_path: Path, base: Path, nc: Client, nats_url: str, subject_prefix: str
 ) -> None:
     _write(base / "clip.json", V1)
     sub = await nc.subscribe(f"{subject_prefix}.changed.clip")
     await nc.flush()
-    config = _config(tmp_path, nats_url, subject_prefix)
+    async with running_service(_config(tmp_path, nats_url, subject_prefix), FileSystemBackend(base)):
+        assert (await _next(sub)).revision == 1
+        _write(base / "clip.json", V2)
+        assert (await _next(sub)).revision == 2
+        assert StateFile(tmp_path / "data").load()["clip"] == PersistedCategory(2, catalog_digest(V2))
+
+
+async def _publish_then_die(
+    config: ServiceConfig, base: Path, sub: Subscription, monkeypatch: pytest.MonkeyPatch
+) -> CategoryChanged:
+    """Run the service until it published revision 2 (V2) and "die" before its state write."""
     with monkeypatch.context() as crash:
-        # The process "dies" right after publishing revision 2: its state write never happens, and
-        # there is no clean shutdown to settle the reservations.
         commit = StateFile.commit
 
         async def lost_commit(
@@ -360,8 +363,50 @@ async def test_a_revision_published_before_a_crash_is_never_reused(
         async with running_service(config, FileSystemBackend(base)):
             assert (await _next(sub)).revision == 1
             _write(base / "clip.json", V2)
-            published = await _next(sub)
+            published: CategoryChanged = await _next(sub)
             assert published.revision == 2
+    return published
+
+
+async def test_a_crash_after_a_publish_never_sends_consumers_back(
+    tmp_path: Path,
+    base: Path,
+    nc: Client,
+    nats_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    subject_prefix: str,
+    redis_cleanup: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _write(base / "clip.json", V1)
+    sub = await nc.subscribe(f"{subject_prefix}.changed.clip")
+    await nc.flush()
+    config = _config(tmp_path, nats_url, subject_prefix, redis_url=redis_url, redis_key_prefix=redis_prefix)
+    published = await _publish_then_die(config, base, sub, monkeypatch)
+    assert StateFile(tmp_path / "data").load()["clip"].revision == 1  # the file lags behind
+    (base / "clip.json").unlink()  # and the source is unreadable at restart
+    async with running_service(config, FileSystemBackend(base)) as service:
+        snapshot = service.snapshot("clip")
+        assert snapshot is not None and (snapshot.revision, snapshot.digest) == (2, published.digest)
+
+
+async def test_a_revision_published_before_a_crash_is_never_reused(
+    tmp_path: Path,
+    base: Path,
+    nc: Client,
+    nats_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    subject_prefix: str,
+    redis_cleanup: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _write(base / "clip.json", V1)
+    sub = await nc.subscribe(f"{subject_prefix}.changed.clip")
+    await nc.flush()
+    config = _config(tmp_path, nats_url, subject_prefix, redis_url=redis_url, redis_key_prefix=redis_prefix)
+    published = await _publish_then_die(config, base, sub, monkeypatch)
     assert StateFile(tmp_path / "data").load()["clip"].revision == 1  # the file lags behind
 
     _write(base / "clip.json", V3)

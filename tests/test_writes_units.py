@@ -19,8 +19,14 @@ import pytest
 from structlog.testing import capture_logs
 
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
-from horde_model_reference.errors import ConflictError, InvalidModelNameError
-from horde_model_reference.records import ClipModelRecord, GenericModelRecordMetadata
+from horde_model_reference.errors import ConflictError, InvalidModelNameError, RecordDecodeError
+from horde_model_reference.records import (
+    ClipModelRecord,
+    GenericModelRecord,
+    GenericModelRecordMetadata,
+    LoraModelRecord,
+    register_record_type,
+)
 from horde_model_reference.writes.audit import AuditFilter, AuditTrail, encode_raw_catalog
 from horde_model_reference.writes.auth import Authorizer, key_hash
 from horde_model_reference.writes.contracts import (
@@ -47,10 +53,45 @@ from horde_model_reference.writes.errors import (
 from horde_model_reference.writes.plan import plan_apply, stamp_metadata
 from horde_model_reference.writes.queue import ChangeQueue, QueueState
 from horde_model_reference.writes.settings import WriteSettings
-from horde_model_reference.writes.validation import raw_record_digest, record_digest, validate_write_name
+from horde_model_reference.writes.validation import (
+    raw_record_digest,
+    record_digest,
+    validate_record,
+    validate_write_name,
+)
 
 CLIP = MODEL_REFERENCE_CATEGORY.clip
 TEXT = MODEL_REFERENCE_CATEGORY.text_generation
+
+
+# -- records ----------------------------------------------------------------------------------
+
+
+class _HouseLora(GenericModelRecord, frozen=True, kw_only=True):
+    """A record type of one's own that does not set `record_type`."""
+
+    house_rating: int = 0
+
+
+def test_a_registered_record_type_without_a_record_type_can_be_written() -> None:
+    register_record_type(MODEL_REFERENCE_CATEGORY.lora, _HouseLora)
+    try:
+        record = validate_record(
+            MODEL_REFERENCE_CATEGORY.lora,
+            "a",
+            Operation.create,
+            {"name": "a", "house_rating": 3},
+            max_bytes=10_000,
+        )
+    finally:
+        register_record_type(MODEL_REFERENCE_CATEGORY.lora, LoraModelRecord)
+    assert isinstance(record, _HouseLora) and record.record_type == ""
+    assert msgspec.json.decode(msgspec.json.encode(record)) == {"name": "a", "config": {}, "house_rating": 3}
+
+
+def test_another_categorys_record_type_is_refused() -> None:
+    with pytest.raises(RecordDecodeError, match="record_type"):
+        validate_record(CLIP, "a", Operation.create, {"name": "a", "record_type": "lora"}, max_bytes=10_000)
 
 
 # -- names ------------------------------------------------------------------------------------

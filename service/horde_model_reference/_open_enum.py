@@ -13,6 +13,8 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
+import msgspec
+
 __all__ = ["OpenStrEnum", "on_unlisted"]
 
 _LOCK = threading.Lock()
@@ -26,13 +28,15 @@ class OpenStrEnum(StrEnum):
     def _missing_(cls, value: object) -> Any:
         if not isinstance(value, str):
             return None
-        with _LOCK:
-            member = cls._value2member_map_.get(value)
-            if member is None:
-                member = str.__new__(cls, value)
-                member._name_ = value
-                member._value_ = value
-                cls._value2member_map_[value] = member
+        member = cls._value2member_map_.get(value)
+        if member is None:
+            with _LOCK:
+                member = cls._value2member_map_.get(value)
+                if member is None:
+                    member = str.__new__(cls, value)
+                    member._name_ = value
+                    member._value_ = value
+                    cls._value2member_map_[value] = member
         hook = _UNLISTED_HOOKS.get(cls)
         if hook is not None:
             hook(value)
@@ -40,5 +44,11 @@ class OpenStrEnum(StrEnum):
 
 
 def on_unlisted(enum: type[OpenStrEnum], hook: Callable[[str], None]) -> None:
-    """Call `hook(value)` whenever `enum` meets a value it does not list."""
+    """Call `hook(value)` whenever `enum` meets a value it does not list.
+
+    Call it right after defining `enum`, before any value is looked up: msgspec then builds (and
+    caches on the class) its table of the listed values only, so it asks `_missing_`, and through it
+    the hook, about every other value each time it decodes one.
+    """
+    msgspec.json.Decoder(enum)
     _UNLISTED_HOOKS[enum] = hook

@@ -79,6 +79,9 @@ def _warn_unknown(registry: Any, records: dict[str, GenericModelRecord], field: 
             registry.warn_unknown(value, category=category, model=key)
             if not pending:
                 return
+    # Noted by a record that was then skipped, or outside any catalog: not this pass's to report.
+    # A value forgotten here is noted again by the next decode that meets it, so none is lost.
+    registry.drop_pending(pending)
 
 
 def _check_image(records: dict[str, GenericModelRecord]) -> None:

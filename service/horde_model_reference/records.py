@@ -113,7 +113,8 @@ class GenericModelRecord(msgspec.Struct, frozen=True, gc=False, kw_only=True, om
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = None
 
-    record_type: RECORD_TYPE | None = None
+    record_type: RECORD_TYPE = RECORD_TYPE("")
+    """The record's category name; empty (and left out of the JSON) when a record does not say."""
     name: str
     description: str | None = None
     version: str | None = None
@@ -160,7 +161,7 @@ class ImageGenerationModelRecord(GenericModelRecord, frozen=True, gc=False, kw_o
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.image_generation
 
-    record_type: RECORD_TYPE | None = _IMAGE_GEN
+    record_type: RECORD_TYPE = _IMAGE_GEN
     model_classification: ModelClassification | None = _IMAGE_GEN_CLS
     inpainting: bool | None = False
     baseline: KNOWN_IMAGE_GENERATION_BASELINE
@@ -180,7 +181,7 @@ class TextGenerationModelRecord(GenericModelRecord, frozen=True, gc=False, kw_on
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.text_generation
 
-    record_type: RECORD_TYPE | None = _TEXT_GEN
+    record_type: RECORD_TYPE = _TEXT_GEN
     model_classification: ModelClassification | None = _TEXT_GEN_CLS
     baseline: str | None = None
     parameters_count: int = msgspec.field(name="parameters")
@@ -199,7 +200,7 @@ class ControlNetModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=T
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.controlnet
 
-    record_type: RECORD_TYPE | None = _CONTROLNET
+    record_type: RECORD_TYPE = _CONTROLNET
     model_classification: ModelClassification | None = _CONTROLNET_CLS
     controlnet_style: CONTROLNET_STYLE | None = None
 
@@ -211,7 +212,7 @@ class ControlNetAnnotatorModelRecord(
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.controlnet_annotator
 
-    record_type: RECORD_TYPE | None = _ANNOTATOR
+    record_type: RECORD_TYPE = _ANNOTATOR
     model_classification: ModelClassification | None = _ANNOTATOR_CLS
     control_types: tuple[str, ...] = ()
     preprocessors: tuple[str, ...] = ()
@@ -222,7 +223,7 @@ class BlipModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=True, o
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.blip
 
-    record_type: RECORD_TYPE | None = _BLIP
+    record_type: RECORD_TYPE = _BLIP
     model_classification: ModelClassification | None = _BLIP_CLS
 
 
@@ -231,7 +232,7 @@ class ClipModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=True, o
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.clip
 
-    record_type: RECORD_TYPE | None = _CLIP
+    record_type: RECORD_TYPE = _CLIP
     model_classification: ModelClassification | None = _CLIP_CLS
     pretrained_name: str | None = None
 
@@ -241,7 +242,7 @@ class CodeformerModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=T
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.codeformer
 
-    record_type: RECORD_TYPE | None = _CODEFORMER
+    record_type: RECORD_TYPE = _CODEFORMER
     model_classification: ModelClassification | None = _CODEFORMER_CLS
 
 
@@ -250,7 +251,7 @@ class EsrganModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=True,
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.esrgan
 
-    record_type: RECORD_TYPE | None = _ESRGAN
+    record_type: RECORD_TYPE = _ESRGAN
     model_classification: ModelClassification | None = _ESRGAN_CLS
 
 
@@ -259,7 +260,7 @@ class GfpganModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=True,
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.gfpgan
 
-    record_type: RECORD_TYPE | None = _GFPGAN
+    record_type: RECORD_TYPE = _GFPGAN
     model_classification: ModelClassification | None = _GFPGAN_CLS
 
 
@@ -268,7 +269,7 @@ class SafetyCheckerModelRecord(GenericModelRecord, frozen=True, gc=False, kw_onl
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.safety_checker
 
-    record_type: RECORD_TYPE | None = _SAFETY
+    record_type: RECORD_TYPE = _SAFETY
     model_classification: ModelClassification | None = _SAFETY_CLS
 
 
@@ -277,7 +278,7 @@ class VideoGenerationModelRecord(GenericModelRecord, frozen=True, gc=False, kw_o
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.video_generation
 
-    record_type: RECORD_TYPE | None = _VIDEO
+    record_type: RECORD_TYPE = _VIDEO
     model_classification: ModelClassification | None = _VIDEO_CLS
     baseline: str | None = None
     nsfw: bool = False
@@ -289,7 +290,7 @@ class AudioGenerationModelRecord(GenericModelRecord, frozen=True, gc=False, kw_o
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.audio_generation
 
-    record_type: RECORD_TYPE | None = _AUDIO
+    record_type: RECORD_TYPE = _AUDIO
     model_classification: ModelClassification | None = _AUDIO_CLS
     baseline: str | None = None
     nsfw: bool = False
@@ -301,7 +302,7 @@ class MiscellaneousModelRecord(GenericModelRecord, frozen=True, gc=False, kw_onl
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.miscellaneous
 
-    record_type: RECORD_TYPE | None = _MISC
+    record_type: RECORD_TYPE = _MISC
     model_classification: ModelClassification | None = _MISC_CLS
     baseline: str | None = None
 
@@ -311,7 +312,7 @@ class LoraModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=True, o
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.lora
 
-    record_type: RECORD_TYPE | None = _LORA
+    record_type: RECORD_TYPE = _LORA
     model_classification: ModelClassification | None = _LORA_CLS
     baseline: str | None = None
     nsfw: bool = False
@@ -328,7 +329,7 @@ class TextualInversionModelRecord(
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.ti
 
-    record_type: RECORD_TYPE | None = _TI
+    record_type: RECORD_TYPE = _TI
     model_classification: ModelClassification | None = _TI_CLS
     baseline: str | None = None
     nsfw: bool = False

@@ -133,6 +133,11 @@ class _Registry:
         with self._lock:
             return set(self._pending)
 
+    def drop_pending(self, values: set[str]) -> None:
+        """Forget pending values a catalog pass did not find (the next decode notes them again)."""
+        with self._lock:
+            self._pending -= values
+
     def warn_unknown(self, value: str, **context: object) -> None:
         with self._lock:
             self._pending.discard(value)

@@ -2,8 +2,9 @@
 
 Everything (change events, heartbeats, resync requests) is handled one item at a time, in order,
 so the cache is only ever changed by one writer. Items wait in one queue for the sync task; a change
-event that arrives while nothing is queued or being handled is handled at once by the NATS callback
-that received it (same order, one hop less on the propagation path):
+event that is the next revision with a usable delta, arriving while nothing is queued or being
+handled, is patched in at once, synchronously, by the NATS callback that received it (same order,
+one hop less on the propagation path; its `on_change` callbacks are queued for the sync task):
 
 - `CategoryChanged` with revision = held + 1, a delta, and `previous_digest` = held digest:
   patch the records in place (no fetch at all);
@@ -118,7 +119,7 @@ class BusConsumer:
         """Items waiting for the sync task, in arrival order."""
         self._wakeup: anyio.Event | None = None
         self._busy = False
-        """An item is being handled (by the sync task or inline by a NATS callback)."""
+        """The sync task is handling an item (a change event must then queue behind it)."""
         self._accepting = False
         """Items are accepted (the sync runs); `_enqueue` drops them otherwise."""
         self._started = False
@@ -281,18 +282,28 @@ class BusConsumer:
             and self._accepting
             and not self._busy
             and not self._queue
+            and self._patch_inline(event)
         ):
-            # Nothing is queued or being handled: handling it here keeps the order (this callback
-            # task is the only writer until it returns) and saves the hop to the sync task.
-            self._busy = True
-            try:
-                await self._handle_safely("event", event)
-            finally:
-                self._busy = False
-                if self._queue:
-                    self._wake()
             return
         self._enqueue(("event", event))
+
+    def _patch_inline(self, event: CategoryChanged) -> bool:
+        """Apply the next revision's delta right here, when nothing is queued or being handled.
+
+        Synchronous (no await: nothing can interleave or cancel it half-way), so it keeps the order
+        and the single writer and saves the hop to the sync task; the `on_change` callbacks are
+        queued for the sync task. False: anything else (a gap, no delta, a bad delta) is queued.
+        """
+        category = _CATEGORIES.get(event.category)
+        if category is None or not self._is_next_delta(category, event):
+            return False
+        try:
+            notice = self._apply_delta(category, event)
+        except (RecordDecodeError, CatalogDecodeError):
+            return False  # the queued event reports it and resynchronises
+        if notice is not None:
+            self._enqueue(("notice", notice))
+        return True
 
     async def _process(self, task_status: TaskStatus[None]) -> None:
         listed = False
@@ -331,6 +342,8 @@ class BusConsumer:
             self._unresolved.discard(category.value)
             if await self._resync_category(category, min_revision=min_revision):
                 self._attempts.pop(category.value, None)
+        elif kind == "notice":
+            await self._dispatch(value)
         elif isinstance(value, CategoryChanged):
             await self._on_changed(value)
         elif isinstance(value, Heartbeat):
@@ -347,22 +360,31 @@ class BusConsumer:
         if held is not None and event.revision <= held.revision:
             self.stats["ignored"] += 1
             return
-        if (
-            held is not None
-            and event.records is not None
-            and event.revision == held.revision + 1
-            and event.previous_digest == held.digest
-        ):
+        if self._is_next_delta(category, event):
             try:
-                await self._patch(category, event)
-                return
+                notice = self._apply_delta(category, event)
             except (RecordDecodeError, CatalogDecodeError) as exc:
                 _log.warning(
                     "bus_delta_unusable", category=category.value, revision=event.revision, error=str(exc)
                 )
+            else:
+                if notice is not None:
+                    await self._dispatch(notice)
+                return
         await self._resync_category(category, min_revision=event.revision)
 
-    async def _patch(self, category: MODEL_REFERENCE_CATEGORY, event: CategoryChanged) -> None:
+    def _is_next_delta(self, category: MODEL_REFERENCE_CATEGORY, event: CategoryChanged) -> bool:
+        """Whether `event` is the revision after the one held, with a delta that applies to it."""
+        held = self._cache.snapshots.get(category.value)
+        return (
+            held is not None
+            and event.records is not None
+            and event.revision == held.revision + 1
+            and event.previous_digest == held.digest
+        )
+
+    def _apply_delta(self, category: MODEL_REFERENCE_CATEGORY, event: CategoryChanged) -> ChangeNotice | None:
+        """Patch the held records with `event`'s delta and install them (raises on a bad record)."""
         held = self._cache.snapshots[category.value]
         records = held.records_dict()
         for name in event.removed:
@@ -378,8 +400,7 @@ class BusConsumer:
             names=(tuple(event.added), tuple(event.removed), tuple(event.changed)),
         )
         self.stats["patched"] += 1
-        if notice is not None:
-            await self._dispatch(notice)
+        return notice
 
     async def _on_heartbeat(self, heartbeat: Heartbeat) -> None:
         """Resync categories the heartbeat shows this consumer to be behind on.

@@ -341,6 +341,11 @@ class CategoryActor:
         slot.redis_pending = self.ctx.store is not None
         if slot.redis_pending and not self.ctx.redis_down():
             await self._store_redis()
+        # Published bytes must survive a crash: in Redis (adopted by a restarted service), or else
+        # on disk before the event goes out. Only with Redis holding them does the fsync'd state
+        # write move off the propagation path.
+        in_redis = self.ctx.store is not None and not slot.redis_pending
+        persisted = True if in_redis else await self._persist()
         event, encoded = build_change_event(
             category=self._cat,
             revision=revision,
@@ -357,8 +362,10 @@ class CategoryActor:
             slot.events_published += 1
         else:
             slot.publish_failures += 1
-        # Off the propagation path: the reservation already keeps `revision` from being reused.
-        persisted = await self._persist()
+        if in_redis:
+            # Off the propagation path: the reservation keeps `revision` from being reused, and
+            # Redis holds the bytes should the service die before this write.
+            persisted = await self._persist()
         _log.info(
             "category_changed",
             category=self._cat,

@@ -5,7 +5,8 @@ Revisions are monotonic per category and never reused, even across a crash. Ever
 `reserved` that no revision handed out so far exceeds. A reservation is taken ahead
 (`RESERVE_AHEAD` revisions at a time, at startup and whenever a commit reaches the mark), so most
 commits publish without waiting for any disk write; the revision, digest and bytes themselves are
-persisted right after the publish (atomically: temp file, fsync, rename, fsync of the directory).
+persisted right after the publish when Redis already holds them, before it otherwise (the actor
+decides; atomically: temp file, fsync, rename, fsync of the directory).
 
 After a crash the file may lag behind what was published, but never behind the reservation: a
 restarted service numbers its next change above the mark it loaded (`next_revision`), so a revision
