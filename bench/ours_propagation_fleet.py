@@ -6,8 +6,10 @@ bus mode: a `BusConsumer` keeping a `ReferenceCache` in sync (the manager itself
 singleton, so its engine is used directly). The consumers and subscribers run on one event loop
 in a background thread (an anyio blocking portal); every consumer has its own NATS connection.
 
-Each consumer records the `time.time()` at which each image_generation revision became readable
-(its change notice is dispatched right after the new snapshot is installed in its cache).
+Each consumer records the `time.time()` at which its change notice for each image_generation
+revision was dispatched: after the new snapshot is installed in its cache (right after, or once
+the consumer's sync task gets to it when the change was patched inline), so the figure is when the
+revision was readable at the latest.
 
 Operations:
 
@@ -91,9 +93,14 @@ class Fleet:
             task_status.started()
             await anyio.sleep_forever()
 
+    def _notified(self, index: int, revision: int) -> bool:
+        return any(rev >= revision for rev, _ in self.seen[index])
+
     async def wait(self, revision: int, timeout: float) -> dict[str, Any]:
+        # Every consumer's change notice, not only its cache: a notice is dispatched after the
+        # install (at once, or queued for the consumer's sync task when it patched inline).
         with anyio.move_on_after(timeout):
-            while min(self.held(i) for i in range(len(self.caches))) < revision:
+            while not all(self._notified(i, revision) for i in range(len(self.caches))):
                 assert self.changed is not None
                 await self.changed.wait()
         times, missing = [], 0
