@@ -342,9 +342,13 @@ async def test_without_redis_the_state_is_on_disk_before_the_event(
 
 
 async def _publish_then_die(
-    config: ServiceConfig, base: Path, sub: Subscription, monkeypatch: pytest.MonkeyPatch
-) -> CategoryChanged:
-    """Run the service until it published revision 2 (V2) and "die" before its state write."""
+    tmp_path: Path, base: Path, nc: Client, config: ServiceConfig, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Subscription, CategoryChanged]:
+    """Run the service with Redis until it published revision 2 (V2), and "die" before its state
+    write (no clean shutdown either): the state file still says revision 1."""
+    _write(base / "clip.json", V1)
+    sub = await nc.subscribe(f"{config.subject_prefix}.changed.clip")
+    await nc.flush()
     with monkeypatch.context() as crash:
         commit = StateFile.commit
 
@@ -365,7 +369,8 @@ async def _publish_then_die(
             _write(base / "clip.json", V2)
             published: CategoryChanged = await _next(sub)
             assert published.revision == 2
-    return published
+    assert StateFile(tmp_path / "data").load()["clip"].revision == 1
+    return sub, published
 
 
 async def test_a_crash_after_a_publish_never_sends_consumers_back(
@@ -379,12 +384,8 @@ async def test_a_crash_after_a_publish_never_sends_consumers_back(
     redis_cleanup: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _write(base / "clip.json", V1)
-    sub = await nc.subscribe(f"{subject_prefix}.changed.clip")
-    await nc.flush()
     config = _config(tmp_path, nats_url, subject_prefix, redis_url=redis_url, redis_key_prefix=redis_prefix)
-    published = await _publish_then_die(config, base, sub, monkeypatch)
-    assert StateFile(tmp_path / "data").load()["clip"].revision == 1  # the file lags behind
+    _, published = await _publish_then_die(tmp_path, base, nc, config, monkeypatch)
     (base / "clip.json").unlink()  # and the source is unreadable at restart
     async with running_service(config, FileSystemBackend(base)) as service:
         snapshot = service.snapshot("clip")
@@ -402,12 +403,8 @@ async def test_a_revision_published_before_a_crash_is_never_reused(
     redis_cleanup: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _write(base / "clip.json", V1)
-    sub = await nc.subscribe(f"{subject_prefix}.changed.clip")
-    await nc.flush()
     config = _config(tmp_path, nats_url, subject_prefix, redis_url=redis_url, redis_key_prefix=redis_prefix)
-    published = await _publish_then_die(config, base, sub, monkeypatch)
-    assert StateFile(tmp_path / "data").load()["clip"].revision == 1  # the file lags behind
+    sub, published = await _publish_then_die(tmp_path, base, nc, config, monkeypatch)
 
     _write(base / "clip.json", V3)
     async with running_service(config, FileSystemBackend(base)) as service:
