@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import threading
 import time
@@ -20,7 +21,9 @@ from horde_model_reference import (
     ModelNotFoundError,
     UnknownCategoryError,
 )
+from horde_model_reference import cache as cache_module
 from horde_model_reference import catalog as catalog_module
+from horde_model_reference.backends import base as base_module
 from horde_model_reference.backends import filesystem as filesystem_module
 from horde_model_reference.backends.base import CategoryPayload
 from horde_model_reference.backends.filesystem import FileSystemBackend
@@ -201,6 +204,28 @@ def test_records_the_backend_decoded_are_installed_without_decoding_again(
     assert all(records[name] is record for name, record in payload.decoded.records.items())
 
 
+def test_a_first_load_hashes_nothing_and_digests_are_computed_when_asked(
+    catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashed: list[int] = []
+    real_digest = cache_module.catalog_digest
+
+    def counting_digest(data: bytes) -> str:
+        hashed.append(len(data))
+        return real_digest(data)
+
+    monkeypatch.setattr(cache_module, "catalog_digest", counting_digest)
+    monkeypatch.setattr(base_module, "catalog_digest", counting_digest)
+    manager = _manager(catalog_dir, PrefetchStrategy.SYNC)
+    assert len(manager.get_all_model_references()[IMAGE] or {}) > 0
+    assert hashed == [], "nothing compares digests during a first load"
+    snapshot = manager.snapshot(IMAGE)
+    assert snapshot is not None
+    expected = hashlib.sha256((catalog_dir / "stable_diffusion.json").read_bytes().strip()).hexdigest()
+    assert snapshot.digest == expected
+    assert len(hashed) == 1
+
+
 def test_corrupt_file_keeps_last_good_data(catalog_dir: Path) -> None:
     manager = _manager(catalog_dir)
     before = manager.get_model_reference(IMAGE)
@@ -229,9 +254,9 @@ def test_path_traversal_names_are_rejected(catalog_dir: Path) -> None:
 
 def test_file_change_is_picked_up_and_reported(catalog_dir: Path, shared_data: Path) -> None:
     manager = _manager(catalog_dir)
+    assert "Deliberate 3.0" in manager.get_model_reference(IMAGE)
     notices: list[ChangeNotice] = []
     manager.on_change(notices.append)
-    assert "Deliberate 3.0" in manager.get_model_reference(IMAGE)
     older = shared_data / "history-v2" / "image" / "038_5426625.json"
     shutil.copyfile(older, catalog_dir / "stable_diffusion.json")
     manager.invalidate_category_cache(IMAGE)
@@ -243,6 +268,7 @@ def test_file_change_is_picked_up_and_reported(catalog_dir: Path, shared_data: P
     notice = notices[0]
     assert notice.category is IMAGE
     assert notice.added or notice.removed or notice.changed
+    assert notice.digest == hashlib.sha256(older.read_bytes().strip()).hexdigest()
 
 
 def test_failing_callback_does_not_stop_updates(catalog_dir: Path, shared_data: Path) -> None:

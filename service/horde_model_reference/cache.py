@@ -11,12 +11,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
 import msgspec
 
-from horde_model_reference.catalog import RecordIssue
+from horde_model_reference.catalog import RecordIssue, catalog_digest
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 from horde_model_reference.logs import get_logger
 from horde_model_reference.records import GenericModelRecord
@@ -26,7 +27,7 @@ __all__ = ["CategorySnapshot", "ChangeCallback", "ChangeNotice", "ReferenceCache
 _log = get_logger(__name__)
 
 
-class CategorySnapshot(msgspec.Struct, frozen=True):
+class CategorySnapshot(msgspec.Struct, frozen=True, dict=True):
     """One category as a consumer holds it. Never mutated: a change replaces the whole snapshot."""
 
     category: MODEL_REFERENCE_CATEGORY
@@ -34,14 +35,23 @@ class CategorySnapshot(msgspec.Struct, frozen=True):
     """Records by catalog key (read-only view)."""
     revision: int
     """The service revision; 0 when loaded from a source that has none (plain files, GitHub)."""
-    digest: str
-    """sha256 of the canonical v2 bytes this snapshot represents."""
     raw: bytes | None
     """Those canonical bytes, when held (None after patching from a delta)."""
     loaded_at: float
     """Unix time this snapshot was installed."""
     issues: tuple[RecordIssue, ...] = ()
     """Records skipped while decoding."""
+
+    @cached_property
+    def digest(self) -> str:
+        """sha256 of the canonical v2 bytes this snapshot represents.
+
+        Given at install when known (bus events, Redis); otherwise computed from `raw` on first use,
+        so a first load does not hash what nobody compares yet.
+        """
+        if self.raw is None:
+            raise RuntimeError(f"snapshot of {self.category.value} holds neither its digest nor its bytes")
+        return catalog_digest(self.raw)
 
     def records_dict(self) -> dict[str, GenericModelRecord]:
         """A new dict of the records (copied in C from the read-only view, not walked key by key)."""
@@ -127,23 +137,31 @@ class ReferenceCache:
         records: dict[str, GenericModelRecord] | MappingProxyType[str, GenericModelRecord],
         *,
         revision: int,
-        digest: str,
+        digest: str | None,
         raw: bytes | None,
         issues: tuple[RecordIssue, ...] = (),
         generation: int | None = None,
         names: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = None,
         force: bool = False,
+        notify: bool = True,
     ) -> ChangeNotice | None:
         """Install a new snapshot unless it is older than the one held.
 
-        `force` installs even a lower revision (the service started over). The cache takes ownership
-        of `records` (it is wrapped read-only, not copied): pass a mapping
-        nobody else will change.
+        `digest` may be None when `raw` is given: it is then computed from `raw` when first needed.
+        `force` installs even a lower revision (the service started over). `notify=False` builds no
+        change notice (the caller has nobody to hand it to). The cache takes ownership of `records`
+        (it is wrapped read-only, not copied): pass a mapping nobody else will change.
 
         Returns the change notice (to hand to callbacks, outside any lock), or None when nothing
-        changed or the snapshot was stale.
+        changed, the snapshot was stale, or `notify` is False.
         """
+        if digest is None and raw is None:
+            raise ValueError(f"install of {category.value}: give the digest, the bytes, or both")
         key = category.value
+        frozen = records if isinstance(records, MappingProxyType) else MappingProxyType(records)
+        snapshot = CategorySnapshot(category, frozen, revision, raw, time.time(), issues)
+        if digest is not None:
+            snapshot.__dict__["digest"] = digest
         with self._lock:
             current = self.snapshots.get(key)
             if generation is not None and generation < self._committed_generation.get(key, 0):
@@ -158,22 +176,27 @@ class ReferenceCache:
                 return None
             self.checked_at[key] = time.monotonic()
             self._missing_until.pop(key, None)
-            if current is not None and current.digest == digest and current.revision == revision:
+            same_bytes = current is not None and current.digest == snapshot.digest
+            if same_bytes and current is not None and current.revision == revision:
                 return None
-            frozen = records if isinstance(records, MappingProxyType) else MappingProxyType(records)
-            snapshot = CategorySnapshot(category, frozen, revision, digest, raw, time.time(), issues)
             self.snapshots[key] = snapshot
             if generation is not None:
                 self._committed_generation[key] = generation
         with self.changed:
             self.changed.notify_all()
-        if current is not None and current.digest == digest:
+        if same_bytes or not notify:
             return None
         added, removed, changed = (
             names if names is not None else diff_names(current.records if current else {}, frozen)
         )
         return ChangeNotice(
-            category, current.revision if current else None, revision, added, removed, changed, digest
+            category,
+            current.revision if current else None,
+            revision,
+            added,
+            removed,
+            changed,
+            snapshot.digest,
         )
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:

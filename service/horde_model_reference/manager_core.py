@@ -122,10 +122,11 @@ class ManagerCore:
             category,
             decoded.records,
             revision=payload.revision or 0,
-            digest=payload.digest,
+            digest=payload.known_digest(),
             raw=payload.data,
             issues=decoded.issues,
             generation=generation,
+            notify=bool(self._cache.callbacks),
         )
 
     async def _load_async(self, category: MODEL_REFERENCE_CATEGORY, force: bool) -> CategorySnapshot | None:

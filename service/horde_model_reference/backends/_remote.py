@@ -225,7 +225,7 @@ class _RemoteBackend:
                 self._validators.pop(category, None)
             return None
         if response.status_code == 304 and held is not None:
-            return self._install(category, msgspec.structs.replace(held, fetched_at=now), validator)
+            return self._install(category, held.updated(fetched_at=now), validator)
         if response.status_code != 200:
             error = BackendError(
                 self.name, category.value, f"GET {redact_url(url)}: HTTP {response.status_code}"
@@ -237,7 +237,7 @@ class _RemoteBackend:
         if held is not None and validator is not None and validator.body_digest == body_digest:
             # Same body as the good copy (a server without ETags): nothing to parse or write.
             kept = _Validator(url, new_etag, body_digest, held.digest)
-            return self._install(category, msgspec.structs.replace(held, fetched_at=now), kept)
+            return self._install(category, held.updated(fetched_at=now), kept)
         try:
             if len(body) > _THREAD_THRESHOLD:
                 data = await anyio.to_thread.run_sync(self._to_v2, category, body, url)
@@ -354,9 +354,7 @@ class _RemoteBackend:
             log = _log.bind(backend=self.name, category=category.value, path=str(path))
             log.error("local_copy_unusable", error=str(exc))
             return None
-        payload = msgspec.structs.replace(
-            CategoryPayload.from_bytes(category, data, source=str(path)), fetched_at=mtime
-        )
+        payload = CategoryPayload.from_bytes(category, data, source=str(path), fetched_at=mtime)
         validator = self._read_validator(category)
         if validator is not None and (validator.digest != payload.digest or validator.url != url):
             validator = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from functools import cached_property
 from typing import Protocol, runtime_checkable
 
 import anyio
@@ -22,14 +23,12 @@ InvalidationCallback = Callable[[MODEL_REFERENCE_CATEGORY], None]
 """Called (from any thread) with a category whose data the backend knows has changed."""
 
 
-class CategoryPayload(msgspec.Struct, frozen=True):
+class CategoryPayload(msgspec.Struct, frozen=True, dict=True):
     """A category's canonical v2 JSON bytes as a backend returned them."""
 
     category: MODEL_REFERENCE_CATEGORY
     data: bytes
     """The canonical v2 JSON bytes (see `from_bytes`); the digest is computed over exactly these."""
-    digest: str
-    """sha256 hex of `data`."""
     fetched_at: float
     """Unix time the backend read or received the bytes."""
     revision: int | None = None
@@ -40,6 +39,29 @@ class CategoryPayload(msgspec.Struct, frozen=True):
     """The records, when the backend decoded the bytes to check them: readers reuse them instead
     of decoding the same bytes again."""
 
+    @cached_property
+    def digest(self) -> str:
+        """sha256 hex of `data`, computed on first use (a first load never needs it)."""
+        return catalog_digest(self.data)
+
+    def known_digest(self) -> str | None:
+        """The digest when it was given or already computed, else None (nothing is hashed)."""
+        known: str | None = self.__dict__.get("digest")
+        return known
+
+    def updated(self, *, fetched_at: float | None = None, revision: int | None = None) -> CategoryPayload:
+        """The same bytes with a new fetch time and/or revision (a digest already computed is kept)."""
+        changes: dict[str, float | int] = {}
+        if fetched_at is not None:
+            changes["fetched_at"] = fetched_at
+        if revision is not None:
+            changes["revision"] = revision
+        payload = msgspec.structs.replace(self, **changes)
+        known = self.known_digest()
+        if known is not None:
+            payload.__dict__["digest"] = known
+        return payload
+
     @classmethod
     def from_bytes(
         cls,
@@ -49,14 +71,22 @@ class CategoryPayload(msgspec.Struct, frozen=True):
         source: str = "",
         revision: int | None = None,
         decoded: DecodedCatalog | None = None,
+        fetched_at: float | None = None,
+        digest: str | None = None,
     ) -> CategoryPayload:
-        """A payload of the canonical form of `data`: surrounding whitespace removed, digest computed.
+        """A payload of the canonical form of `data`: surrounding whitespace removed.
 
         Canonical bytes carry no leading or trailing whitespace, so they embed verbatim as a JSON value
-        in a `Snapshot` and every hop computes the same digest.
+        in a `Snapshot` and every hop computes the same digest. Pass `digest` only when the caller
+        already checked that it is the digest of these canonical bytes.
         """
         canonical = data.strip()
-        return cls(category, canonical, catalog_digest(canonical), time.time(), revision, source, decoded)
+        payload = cls(
+            category, canonical, time.time() if fetched_at is None else fetched_at, revision, source, decoded
+        )
+        if digest is not None:
+            payload.__dict__["digest"] = digest
+        return payload
 
     def records(self) -> DecodedCatalog:
         """The decoded records: the backend's when it decoded them, else decoded now."""

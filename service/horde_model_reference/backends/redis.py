@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-import msgspec
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -242,23 +241,19 @@ class RedisBackend:
         if not fields:
             return None
         try:
-            data = bytes(fields[b"data"])
+            data = bytes(fields[b"data"]).strip()
             digest = fields[b"digest"].decode("ascii")
-            payload = CategoryPayload(
-                category,
-                data,
-                digest,
-                float(fields[b"stored_at"]),
-                revision=int(fields[b"revision"]),
-                source=f"redis:{key}",
-            )
+            stored_at = float(fields[b"stored_at"])
+            revision = int(fields[b"revision"])
         except (KeyError, ValueError, UnicodeDecodeError) as exc:
             _log.error("redis_entry_malformed", key=key, category=category.value, error=repr(exc))
             return None
         if catalog_digest(data) != digest:
             _log.error("redis_entry_corrupt", key=key, category=category.value, reason="digest mismatch")
             return None
-        return payload
+        return CategoryPayload.from_bytes(
+            category, data, fetched_at=stored_at, revision=revision, source=f"redis:{key}", digest=digest
+        )
 
     async def _store(
         self, category: MODEL_REFERENCE_CATEGORY, payload: CategoryPayload, cached: CategoryPayload | None
@@ -287,4 +282,4 @@ class RedisBackend:
             return payload
         if revision is None or payload.revision == revision:
             return payload
-        return msgspec.structs.replace(payload, revision=revision)
+        return payload.updated(revision=revision)
