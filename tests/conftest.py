@@ -39,6 +39,24 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def catalog_dir(tmp_path: Path, shared_data: Path) -> Path:
+    """A temporary copy of the real golden-v2 catalogs."""
+    base = tmp_path / "catalogs"
+    shutil.copytree(shared_data / "golden-v2", base)
+    return base
+
+
+@pytest.fixture
+def manager_reset() -> Iterator[None]:
+    """No `ModelReferenceManager` before the test, and none left after it."""
+    from horde_model_reference.manager import ModelReferenceManager
+
+    ModelReferenceManager.reset()
+    yield
+    ModelReferenceManager.reset()
+
+
 def _port_open(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.3):

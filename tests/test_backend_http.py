@@ -7,10 +7,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from structlog.testing import capture_logs
 
 from horde_model_reference.backends import GitHubBackend, HTTPBackend
+from horde_model_reference.backends._remote import _retry_after
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY as C
 from horde_model_reference.errors import BackendError
 from test_backend_http_server import (
@@ -243,3 +245,24 @@ async def test_garbage_from_primary_without_copy_uses_fallback(
         await backend.aclose()
     assert payload is not None and payload.data.startswith(b"{")
     assert primary.bytes_served(CONTROLNET) == len(GARBAGE)
+
+
+def test_backoff_is_exponential_jittered_capped_and_honours_retry_after(tmp_path: Path) -> None:
+    backend = HTTPBackend("http://127.0.0.1:9/api", tmp_path, backoff_base=0.5, backoff_max=8.0)
+    for attempt, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 8.0), (9, 8.0)]:
+        delays = [backend._backoff(attempt, None) for _ in range(200)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays), (attempt, min(delays), max(delays))
+        assert len(set(delays)) > 100, "no jitter: every client would retry in lockstep"
+    assert backend._backoff(1, 3.0) == 3.0, "Retry-After longer than our own delay wins"
+    assert backend._backoff(1, 60.0) == 8.0, "but never beyond backoff_max"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("2", 2.0), ("0.5", 0.5), ("-1", 0.0), ("Wed, 21 Oct 2026 07:28:00 GMT", None), (None, None)],
+)
+def test_retry_after_seconds_are_read_and_dates_fall_back_to_our_backoff(
+    header: str | None, expected: float | None
+) -> None:
+    headers = {"retry-after": header} if header is not None else {}
+    assert _retry_after(httpx.Response(429, headers=headers)) == expected

@@ -6,7 +6,6 @@ import hashlib
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -25,56 +24,21 @@ from horde_model_reference import cache as cache_module
 from horde_model_reference import catalog as catalog_module
 from horde_model_reference.backends import base as base_module
 from horde_model_reference.backends import filesystem as filesystem_module
-from horde_model_reference.backends.base import CategoryPayload
 from horde_model_reference.backends.filesystem import FileSystemBackend
 from horde_model_reference.cache import ChangeNotice
 from horde_model_reference.manager import ModelReferenceManager
 from horde_model_reference.prefetch import PrefetchStrategy
+from manager_harness import backend_of, counting_manager
 
 IMAGE = MODEL_REFERENCE_CATEGORY.image_generation
 TEXT = MODEL_REFERENCE_CATEGORY.text_generation
 
 
-class CountingBackend(FileSystemBackend):
-    """A real FileSystemBackend that counts how often each category is fetched."""
-
-    def __init__(self, base_path: Path) -> None:
-        super().__init__(base_path)
-        self.calls: dict[str, int] = {}
-
-    def fetch_category_sync(
-        self, category: MODEL_REFERENCE_CATEGORY, force_refresh: bool = False
-    ) -> CategoryPayload | None:
-        self.calls[category.value] = self.calls.get(category.value, 0) + 1
-        return super().fetch_category_sync(category, force_refresh)
-
-
-@pytest.fixture
-def catalog_dir(tmp_path: Path, shared_data: Path) -> Path:
-    base = tmp_path / "catalogs"
-    shutil.copytree(shared_data / "golden-v2", base)
-    return base
-
-
-@pytest.fixture(autouse=True)
-def _reset_singleton() -> Iterator[None]:
-    ModelReferenceManager.reset()
-    yield
-    ModelReferenceManager.reset()
-
-
-def _manager(base: Path, strategy: PrefetchStrategy = PrefetchStrategy.LAZY) -> ModelReferenceManager:
-    return ModelReferenceManager(backend=CountingBackend(base), prefetch_strategy=strategy)
-
-
-def _backend(manager: ModelReferenceManager) -> CountingBackend:
-    backend = manager.backend
-    assert isinstance(backend, CountingBackend)
-    return backend
+pytestmark = pytest.mark.usefixtures("manager_reset")
 
 
 def test_singleton_semantics(catalog_dir: Path) -> None:
-    first = _manager(catalog_dir)
+    first = counting_manager(catalog_dir)
     assert ModelReferenceManager() is first
     assert ModelReferenceManager(prefetch_strategy=PrefetchStrategy.LAZY) is first
     assert ModelReferenceManager.has_instance()
@@ -90,7 +54,7 @@ def test_singleton_semantics(catalog_dir: Path) -> None:
 
 
 def test_reads(catalog_dir: Path) -> None:
-    manager = _manager(catalog_dir)
+    manager = counting_manager(catalog_dir)
     record = manager.get_model(IMAGE, "DreamShaper XL")
     assert isinstance(record, ImageGenerationModelRecord)
     assert record.baseline == "stable_diffusion_xl"
@@ -109,13 +73,13 @@ def test_reads(catalog_dir: Path) -> None:
 
 
 def test_text_backend_prefixed_names_resolve(catalog_dir: Path) -> None:
-    manager = _manager(catalog_dir)
+    manager = counting_manager(catalog_dir)
     plain = manager.get_model(TEXT, "acrastt/Marx-3B-V3")
     assert manager.get_model(TEXT, "aphrodite/acrastt/Marx-3B-V3") is plain
 
 
 def test_missing_and_unknown_categories(catalog_dir: Path) -> None:
-    manager = _manager(catalog_dir)
+    manager = counting_manager(catalog_dir)
     assert manager.get_model_reference_or_none(MODEL_REFERENCE_CATEGORY.video_generation) is None
     with pytest.raises(CategoryNotFoundError, match="video_generation"):
         manager.get_model_reference(MODEL_REFERENCE_CATEGORY.video_generation)
@@ -125,45 +89,45 @@ def test_missing_and_unknown_categories(catalog_dir: Path) -> None:
 
 
 def test_missing_category_is_cached_briefly(catalog_dir: Path) -> None:
-    manager = _manager(catalog_dir)
+    manager = counting_manager(catalog_dir)
     for _ in range(50):
         assert manager.get_model_reference_or_none(MODEL_REFERENCE_CATEGORY.video_generation) is None
-    assert _backend(manager).calls["video_generation"] == 1
+    assert backend_of(manager).calls["video_generation"] == 1
 
 
 def test_sync_prefetch_warms_decoded_records(catalog_dir: Path) -> None:
-    manager = _manager(catalog_dir, PrefetchStrategy.SYNC)
+    manager = counting_manager(catalog_dir, PrefetchStrategy.SYNC)
     assert manager.is_warm
-    calls = dict(_backend(manager).calls)
+    calls = dict(backend_of(manager).calls)
     manager.get_model(IMAGE, "DreamShaper XL")
     manager.get_model_names(TEXT)
-    assert _backend(manager).calls == calls
+    assert backend_of(manager).calls == calls
 
 
 def test_deferred_prefetch_runs_once(catalog_dir: Path) -> None:
-    manager = _manager(catalog_dir, PrefetchStrategy.DEFERRED)
+    manager = counting_manager(catalog_dir, PrefetchStrategy.DEFERRED)
     handle = manager.deferred_prefetch_handle
     assert handle is not None and manager.prefetch_pending and not manager.is_warm
     handle.run_sync()
     handle.run_sync()
     assert manager.is_warm and not manager.prefetch_pending
-    assert _backend(manager).calls["image_generation"] == 1
+    assert backend_of(manager).calls["image_generation"] == 1
 
 
 @pytest.mark.anyio
 async def test_async_prefetch_with_running_loop_never_warms_twice(catalog_dir: Path) -> None:
-    manager = _manager(catalog_dir, PrefetchStrategy.ASYNC)
+    manager = counting_manager(catalog_dir, PrefetchStrategy.ASYNC)
     handle = manager.deferred_prefetch_handle
     assert handle is not None
     await handle
     await handle.run_async()
     assert manager.is_warm
-    assert _backend(manager).calls["image_generation"] == 1
+    assert backend_of(manager).calls["image_generation"] == 1
 
 
 @pytest.mark.anyio
 async def test_async_reads_do_not_block_the_loop(catalog_dir: Path) -> None:
-    manager = _manager(catalog_dir)
+    manager = counting_manager(catalog_dir)
     ticks = 0
 
     async def ticker() -> None:
@@ -196,10 +160,10 @@ def test_records_the_backend_decoded_are_installed_without_decoding_again(
 
     monkeypatch.setattr(filesystem_module, "decode_catalog", counting_decode)
     monkeypatch.setattr(catalog_module, "decode_catalog", counting_decode)
-    manager = _manager(catalog_dir)
+    manager = counting_manager(catalog_dir)
     records = manager.get_model_reference(IMAGE)
     assert decodes == [IMAGE.value]
-    payload = _backend(manager).fetch_category_sync(IMAGE)
+    payload = backend_of(manager).fetch_category_sync(IMAGE)
     assert payload is not None and payload.decoded is not None
     assert all(records[name] is record for name, record in payload.decoded.records.items())
 
@@ -216,7 +180,7 @@ def test_a_first_load_hashes_nothing_and_digests_are_computed_when_asked(
 
     monkeypatch.setattr(cache_module, "catalog_digest", counting_digest)
     monkeypatch.setattr(base_module, "catalog_digest", counting_digest)
-    manager = _manager(catalog_dir, PrefetchStrategy.SYNC)
+    manager = counting_manager(catalog_dir, PrefetchStrategy.SYNC)
     assert len(manager.get_all_model_references()[IMAGE] or {}) > 0
     assert hashed == [], "nothing compares digests during a first load"
     snapshot = manager.snapshot(IMAGE)
@@ -227,7 +191,7 @@ def test_a_first_load_hashes_nothing_and_digests_are_computed_when_asked(
 
 
 def test_corrupt_file_keeps_last_good_data(catalog_dir: Path) -> None:
-    manager = _manager(catalog_dir)
+    manager = counting_manager(catalog_dir)
     before = manager.get_model_reference(IMAGE)
     (catalog_dir / "stable_diffusion.json").write_bytes(b'{"broken": ')
     with capture_logs() as logs:
@@ -237,14 +201,14 @@ def test_corrupt_file_keeps_last_good_data(catalog_dir: Path) -> None:
 
 
 def test_deleted_file_keeps_last_good_data(catalog_dir: Path) -> None:
-    manager = _manager(catalog_dir)
+    manager = counting_manager(catalog_dir)
     before = manager.get_model_reference(IMAGE)
     (catalog_dir / "stable_diffusion.json").unlink()
     assert manager.get_model_reference(IMAGE, overwrite_existing=True) == before
 
 
 def test_path_traversal_names_are_rejected(catalog_dir: Path) -> None:
-    manager = _manager(catalog_dir)
+    manager = counting_manager(catalog_dir)
     for bad in ("../../etc/passwd", "/etc/passwd", "a\\b", "", "x" * 300):
         with pytest.raises(InvalidModelNameError):
             manager.get_model(IMAGE, bad)
@@ -253,7 +217,7 @@ def test_path_traversal_names_are_rejected(catalog_dir: Path) -> None:
 
 
 def test_file_change_is_picked_up_and_reported(catalog_dir: Path, shared_data: Path) -> None:
-    manager = _manager(catalog_dir)
+    manager = counting_manager(catalog_dir)
     assert "Deliberate 3.0" in manager.get_model_reference(IMAGE)
     notices: list[ChangeNotice] = []
     manager.on_change(notices.append)
@@ -272,7 +236,7 @@ def test_file_change_is_picked_up_and_reported(catalog_dir: Path, shared_data: P
 
 
 def test_failing_callback_does_not_stop_updates(catalog_dir: Path, shared_data: Path) -> None:
-    manager = _manager(catalog_dir)
+    manager = counting_manager(catalog_dir)
     seen: list[int] = []
 
     def broken(notice: ChangeNotice) -> None:
@@ -295,7 +259,7 @@ def test_failing_callback_does_not_stop_updates(catalog_dir: Path, shared_data: 
 def test_reads_never_see_an_absent_category_while_the_file_changes(
     catalog_dir: Path, shared_data: Path
 ) -> None:
-    manager = _manager(catalog_dir)
+    manager = counting_manager(catalog_dir)
     manager.get_model_reference(IMAGE)
     versions = sorted((shared_data / "history-v2" / "image").glob("*.json"))
     stop = threading.Event()
@@ -324,7 +288,7 @@ def test_reads_never_see_an_absent_category_while_the_file_changes(
 
 
 def test_file_change_is_picked_up_without_invalidation(catalog_dir: Path, shared_data: Path) -> None:
-    manager = _manager(catalog_dir)
+    manager = counting_manager(catalog_dir)
     before = manager.get_model_names(IMAGE)
     shutil.copyfile(
         shared_data / "history-v2" / "image" / "038_5426625.json", catalog_dir / "stable_diffusion.json"
@@ -336,7 +300,7 @@ def test_file_change_is_picked_up_without_invalidation(catalog_dir: Path, shared
 
 
 def test_reads_from_an_on_change_callback_work(catalog_dir: Path, shared_data: Path) -> None:
-    manager = _manager(catalog_dir)
+    manager = counting_manager(catalog_dir)
     seen: list[int] = []
     manager.get_model_names(IMAGE)
     manager.get_model_names(TEXT)

@@ -112,6 +112,10 @@ class ReferenceCache:
         until = self._missing_until.get(category)
         return until is not None and time.monotonic() < until
 
+    def was_found_missing(self, category: str) -> bool:
+        """Whether the last load of the category found it absent (however long ago)."""
+        return category in self._missing_until
+
     def mark_missing(self, category: str) -> None:
         """Remember briefly that the source has no such category."""
         self._missing_until[category] = time.monotonic() + self._negative_ttl

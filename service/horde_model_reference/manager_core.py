@@ -213,6 +213,19 @@ class ManagerCore:
         finally:
             self._revalidating.discard(category.value)
 
+    def _absent(self, key: str) -> bool:
+        """Whether a read must answer "absent" without loading: the category was found missing.
+
+        Within the negative cache time nothing is checked; after it, a read schedules a re-check in
+        the background and still answers at once (a category appearing is seen by a later read).
+        """
+        if self._cache.is_known_missing(key):
+            return True
+        if self._cache.was_found_missing(key):
+            self._maybe_revalidate(key)
+            return True
+        return False
+
     def _snapshot_sync(
         self, category: str | MODEL_REFERENCE_CATEGORY, force: bool = False
     ) -> CategorySnapshot | None:
@@ -224,7 +237,7 @@ class ManagerCore:
         if self._bus is not None:
             self._bus.wait_ready(self._bus.options.ready_timeout)
             return self._cache.snapshots.get(cat.value)
-        if not force and self._cache.is_known_missing(cat.value):
+        if not force and self._absent(cat.value):
             return None
         return self._load_sync(cat, force)
 
@@ -239,7 +252,7 @@ class ManagerCore:
         if self._bus is not None:
             await anyio.to_thread.run_sync(self._bus.wait_ready, self._bus.options.ready_timeout)
             return self._cache.snapshots.get(cat.value)
-        if not force and self._cache.is_known_missing(cat.value):
+        if not force and self._absent(cat.value):
             return None
         return await self._load_async(cat, force)
 
@@ -298,8 +311,8 @@ class ManagerCore:
 
     @property
     def is_warm(self) -> bool:
-        """Whether every canonical category is loaded or known to be absent."""
+        """Whether every canonical category is loaded or was found absent (reads then do no I/O)."""
         return all(
-            category.value in self._cache.snapshots or self._cache.is_known_missing(category.value)
+            category.value in self._cache.snapshots or self._cache.was_found_missing(category.value)
             for category in canonical_categories()
         )

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from horde_model_reference._portal import run_sync
-from horde_model_reference.backends.base import CategoryPayload
+from horde_model_reference.cache import CategorySnapshot
 from horde_model_reference.catalog import validate_catalog_bytes
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, parse_category
 from horde_model_reference.errors import (
@@ -31,9 +31,11 @@ _TEXT_BACKEND_PREFIXES = ("aphrodite/", "koboldcpp/")
 
 
 def validate_model_name(name: object) -> str:
-    """Reject names that could escape a directory: empty, NUL, backslash, absolute, or '..' parts.
+    """Return `name` when it is a model name; raise `InvalidModelNameError` naming what is wrong.
 
-    A single '/' is allowed (text model ids are `org/model`).
+    A model name is `model` or `org/model` (text model ids), optionally behind a text backend
+    prefix (`koboldcpp/`, `aphrodite/`). Anything that could be a path is refused: a leading `/`,
+    `..`, an empty or `.` part, a second `/`, a backslash, a NUL; so are names over 256 characters.
     """
     if not isinstance(name, str) or not name:
         raise InvalidModelNameError(name, "must be a non-empty string")
@@ -41,8 +43,14 @@ def validate_model_name(name: object) -> str:
         raise InvalidModelNameError(name, "longer than 256 characters")
     if "\x00" in name or "\\" in name:
         raise InvalidModelNameError(name, "contains a NUL or a backslash")
-    if name.startswith("/") or any(part == ".." for part in name.split("/")):
-        raise InvalidModelNameError(name, "is absolute or contains '..'")
+    if ".." in name:
+        raise InvalidModelNameError(name, "contains '..'")
+    bare = next((name[len(p) :] for p in _TEXT_BACKEND_PREFIXES if name.startswith(p)), name)
+    parts = bare.split("/")
+    if any(part in ("", ".") for part in parts):
+        raise InvalidModelNameError(name, "is absolute or has an empty or '.' part")
+    if len(parts) > 2:
+        raise InvalidModelNameError(name, "has more than one '/' (names are 'model' or 'org/model')")
     return name
 
 
@@ -160,6 +168,7 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
             if snapshot is None or overwrite_existing:
                 snapshot = self._snapshot_sync(category, overwrite_existing)
                 if snapshot is None:
+                    validate_model_name(model_name)
                     return None
             elif self._bus is None:
                 self._maybe_revalidate(snapshot.category.value)
@@ -188,12 +197,12 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
     def _find(
         records: Mapping[str, GenericModelRecord] | None, category: str, model_name: str
     ) -> GenericModelRecord | None:
-        if records is None:
-            return None
-        record = records.get(model_name)
+        record = records.get(model_name) if records is not None else None
         if record is not None:
             return record
         validate_model_name(model_name)
+        if records is None:
+            return None
         for candidate in _name_candidates(str(category), model_name)[1:]:
             record = records.get(candidate)
             if record is not None:
@@ -265,28 +274,59 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
     def get_raw_model_reference_bytes(
         self, category: str | MODEL_REFERENCE_CATEGORY, overwrite_existing: bool = False
     ) -> bytes | None:
-        """The category's canonical v2 JSON bytes, undecoded, or None."""
-        cat = parse_category(category)
-        if self._bus is None:
-            payload = run_sync(self._fetch_payload, cat, overwrite_existing)
-            return payload.data if payload is not None else None
-        snapshot = self._snapshot_sync(cat)
-        if snapshot is None:
-            return None
-        return snapshot.raw if snapshot.raw is not None else msgspec.json.encode(snapshot.records_dict())
+        """The category's canonical v2 JSON bytes, undecoded, or None.
 
-    async def _fetch_payload(self, category: MODEL_REFERENCE_CATEGORY, force: bool) -> CategoryPayload | None:
-        return await self._backend.fetch_category(category, force_refresh=force)
+        The bytes of the snapshot held when there is one (no I/O); otherwise read from the backend
+        without decoding any record.
+        """
+        cat = parse_category(category)
+        held = self._held_raw(cat, overwrite_existing)
+        if held is not None:
+            return held
+        if self._bus is not None:
+            return _raw_of(self._snapshot_sync(cat))
+        fetch = self._sync_fetch()
+        if fetch is None:
+            return run_sync(self._fetch_raw, cat, overwrite_existing)
+        payload = fetch(cat, overwrite_existing)
+        return payload.data if payload is not None else None
+
+    async def get_raw_model_reference_bytes_async(
+        self, category: str | MODEL_REFERENCE_CATEGORY, overwrite_existing: bool = False
+    ) -> bytes | None:
+        """Async `get_raw_model_reference_bytes`."""
+        cat = parse_category(category)
+        held = self._held_raw(cat, overwrite_existing)
+        if held is not None:
+            return held
+        return await self._fetch_raw(cat, overwrite_existing)
+
+    def _held_raw(self, category: MODEL_REFERENCE_CATEGORY, force: bool) -> bytes | None:
+        """The held snapshot's bytes, or None when there is none (or a refresh is forced without the bus)."""
+        if force and self._bus is None:
+            return None
+        snapshot = self._cache.snapshots.get(category.value)
+        if snapshot is not None:
+            self._maybe_revalidate(category.value)
+        return _raw_of(snapshot)
+
+    async def _fetch_raw(self, category: MODEL_REFERENCE_CATEGORY, force: bool) -> bytes | None:
+        if self._bus is not None:
+            return _raw_of(await self._snapshot_async(category))
+        payload = await self._backend.fetch_category(category, force_refresh=force)
+        return payload.data if payload is not None else None
 
     def get_raw_model_reference_json(
         self, category: str | MODEL_REFERENCE_CATEGORY, overwrite_existing: bool = False
     ) -> dict[str, Any] | None:
         """The category's v2 JSON as plain builtins (no record decoding), or None."""
-        data = self.get_raw_model_reference_bytes(category, overwrite_existing)
-        if data is None:
-            return None
-        result: dict[str, Any] = msgspec.json.decode(data)
-        return result
+        return _json_of(self.get_raw_model_reference_bytes(category, overwrite_existing))
+
+    async def get_raw_model_reference_json_async(
+        self, category: str | MODEL_REFERENCE_CATEGORY, overwrite_existing: bool = False
+    ) -> dict[str, Any] | None:
+        """Async `get_raw_model_reference_json`."""
+        return _json_of(await self.get_raw_model_reference_bytes_async(category, overwrite_existing))
 
     def get_raw_model_json(
         self, category: str | MODEL_REFERENCE_CATEGORY, model_name: str, overwrite_existing: bool = False
@@ -294,15 +334,16 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
         """One model's v2 JSON as plain builtins (only that record is decoded), or None."""
         validate_model_name(model_name)
         cat = parse_category(category)
-        data = self.get_raw_model_reference_bytes(cat, overwrite_existing)
-        if data is None:
-            return None
-        raw = validate_catalog_bytes(cat, data)
-        for candidate in _name_candidates(cat.value, model_name):
-            if candidate in raw:
-                result: dict[str, Any] = msgspec.json.decode(raw[candidate])
-                return result
-        return None
+        return _record_json_of(cat, model_name, self.get_raw_model_reference_bytes(cat, overwrite_existing))
+
+    async def get_raw_model_json_async(
+        self, category: str | MODEL_REFERENCE_CATEGORY, model_name: str, overwrite_existing: bool = False
+    ) -> dict[str, Any] | None:
+        """Async `get_raw_model_json`."""
+        validate_model_name(model_name)
+        cat = parse_category(category)
+        data = await self.get_raw_model_reference_bytes_async(cat, overwrite_existing)
+        return _record_json_of(cat, model_name, data)
 
     def model_reference_to_json_dict(
         self, category: str | MODEL_REFERENCE_CATEGORY, overwrite_existing: bool = False
@@ -312,12 +353,66 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
         result: dict[str, Any] = msgspec.to_builtins(records)
         return result
 
+    async def model_reference_to_json_dict_async(
+        self, category: str | MODEL_REFERENCE_CATEGORY, overwrite_existing: bool = False
+    ) -> dict[str, Any]:
+        """Async `model_reference_to_json_dict`."""
+        records = await self.get_model_reference_async(category, overwrite_existing)
+        result: dict[str, Any] = msgspec.to_builtins(records)
+        return result
+
     def model_reference_to_json_dict_safe(
         self, category: str | MODEL_REFERENCE_CATEGORY, overwrite_existing: bool = False
     ) -> dict[str, Any] | None:
         """As `model_reference_to_json_dict`, but None (logged) instead of raising."""
         try:
             return self.model_reference_to_json_dict(category, overwrite_existing)
-        except (CategoryNotFoundError, BackendError, CatalogDecodeError) as exc:
-            _log.warning("model_reference_unavailable", category=str(category), error=str(exc))
+        except _UNAVAILABLE as exc:
+            _log_unavailable(category, exc)
             return None
+
+    async def model_reference_to_json_dict_safe_async(
+        self, category: str | MODEL_REFERENCE_CATEGORY, overwrite_existing: bool = False
+    ) -> dict[str, Any] | None:
+        """Async `model_reference_to_json_dict_safe`."""
+        try:
+            return await self.model_reference_to_json_dict_async(category, overwrite_existing)
+        except _UNAVAILABLE as exc:
+            _log_unavailable(category, exc)
+            return None
+
+
+_UNAVAILABLE = (CategoryNotFoundError, BackendError, CatalogDecodeError)
+"""What `model_reference_to_json_dict_safe` turns into None."""
+
+
+def _log_unavailable(category: object, exc: Exception) -> None:
+    _log.warning("model_reference_unavailable", category=str(category), error=str(exc))
+
+
+def _raw_of(snapshot: CategorySnapshot | None) -> bytes | None:
+    """A snapshot's canonical bytes (encoded from its records when patched from a delta)."""
+    if snapshot is None:
+        return None
+    return snapshot.raw if snapshot.raw is not None else msgspec.json.encode(snapshot.records_dict())
+
+
+def _json_of(data: bytes | None) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    result: dict[str, Any] = msgspec.json.decode(data)
+    return result
+
+
+def _record_json_of(
+    category: MODEL_REFERENCE_CATEGORY, name: str, data: bytes | None
+) -> dict[str, Any] | None:
+    """The record `name` of a catalog's bytes as builtins (only that record decoded), or None."""
+    if data is None:
+        return None
+    raw = validate_catalog_bytes(category, data)
+    for candidate in _name_candidates(category.value, name):
+        if candidate in raw:
+            result: dict[str, Any] = msgspec.json.decode(raw[candidate])
+            return result
+    return None

@@ -27,7 +27,8 @@ class PrefetchStrategy(StrEnum):
     DEFERRED = "deferred"
     """Expose a `DeferredPrefetchHandle` the caller triggers later (sync or async)."""
     ASYNC = "async"
-    """Warm in the background (on the running loop when there is one, else on the manager's loop)."""
+    """Warm in the background on the manager's own loop thread: construction returns at once, and
+    awaiting the handle joins that warm-up instead of starting a second one."""
     NONE = "none"
     """No warm-up; the first read loads (as LAZY) but nothing is scheduled."""
 

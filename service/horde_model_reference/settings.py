@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -32,6 +32,12 @@ __all__ = [
 
 ENV_PREFIX = "HORDE_MODEL_REFERENCE_"
 _PATH_RE = re.compile(r"at `\$((?:\.\w+)+)`")
+
+PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
+"""A timeout or interval: seconds, more than 0."""
+NonNegativeSeconds = Annotated[float, msgspec.Meta(ge=0)]
+"""A duration that may be 0 (0: no caching)."""
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class ReplicateMode(StrEnum):
@@ -66,9 +72,9 @@ class RedisSettings(msgspec.Struct, kw_only=True):
 
     url: str | None = None
     key_prefix: str = "hmr:v1"
-    socket_timeout: float = 2.0
-    socket_connect_timeout: float = 2.0
-    pool_size: int = 10
+    socket_timeout: PositiveSeconds = 2.0
+    socket_connect_timeout: PositiveSeconds = 2.0
+    pool_size: PositiveInt = 10
 
 
 class NatsSettings(msgspec.Struct, kw_only=True):
@@ -84,7 +90,7 @@ class NatsSettings(msgspec.Struct, kw_only=True):
     tls_ca_file: str | None = None
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
-    request_timeout: float = 2.0
+    request_timeout: PositiveSeconds = 2.0
 
 
 class HordeModelReferenceSettings(msgspec.Struct, kw_only=True):
@@ -94,17 +100,17 @@ class HordeModelReferenceSettings(msgspec.Struct, kw_only=True):
     offline: bool = False
     base_path: str | None = None
     """Where catalogs live; default `$AIWORKER_CACHE_HOME/horde_model_reference`, else `./models/...`."""
-    cache_ttl_seconds: float = 60.0
+    cache_ttl_seconds: NonNegativeSeconds = 60.0
     """How often a manager without the bus revalidates a category (in the background)."""
     primary_api_url: str | None = None
-    primary_api_timeout: float = 10.0
+    primary_api_timeout: PositiveSeconds = 10.0
     github_seed_enabled: bool = False
     github_base_url: str = "https://raw.githubusercontent.com"
     github_proxy_url_base: str | None = None
     image_github_repo: ImageGithubRepoSettings = msgspec.field(default_factory=ImageGithubRepoSettings)
     text_github_repo: TextGithubRepoSettings = msgspec.field(default_factory=TextGithubRepoSettings)
-    provider_timeout_seconds: float = 5.0
-    negative_cache_seconds: float = 5.0
+    provider_timeout_seconds: PositiveSeconds = 5.0
+    negative_cache_seconds: NonNegativeSeconds = 5.0
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
     nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
     writes: WriteSettings = msgspec.field(default_factory=WriteSettings)

@@ -12,6 +12,7 @@ import msgspec
 
 from horde_model_reference import settings as settings_module
 from horde_model_reference.settings import ENV_PREFIX, HordeModelReferenceSettings
+from horde_model_reference.writes import settings as writes_settings_module
 
 __all__ = [
     "PROCESS_VARIABLES",
@@ -44,10 +45,14 @@ _SETTING_NOTES: dict[str, str] = {
     "text_github_repo.name": "The text reference repository.",
     "text_github_repo.branch": "Branch of the text reference repository.",
     "provider_timeout_seconds": "Bound on one third-party provider; a slower one shows as `error`.",
-    "negative_cache_seconds": "How long a missing category is remembered as missing.",
-    "redis.url": "Redis for snapshots: `redis://[:password@]host:6379/0`, or `rediss://...` for TLS "
-    "(CA file: `?ssl_ca_certs=/path/ca.pem`). Unset: snapshots over NATS request/reply only.",
-    "redis.key_prefix": "Prefix of every Redis key (`<prefix>:snapshot:<category>`).",
+    "negative_cache_seconds": "How long a missing category is remembered as missing (no I/O at all); "
+    "after that a read still answers at once and re-checks in the background.",
+    "redis.url": "Redis: `redis://[:password@]host:6379/0`, or `rediss://...` for TLS "
+    "(CA file: `?ssl_ca_certs=/path/ca.pem`). The service stores its snapshots there (unset: snapshots "
+    "over NATS request/reply only); a manager without the bus reading GitHub or a primary shares "
+    "one cache there (`RedisBackend`), and reads straight from the source while Redis is down.",
+    "redis.key_prefix": "Prefix of every Redis key: `<prefix>:snapshot:<category>` (the service's "
+    "snapshots), `<prefix>:backend:<category>` (the cache a manager without the bus shares).",
     "redis.socket_timeout": "Seconds to wait for a Redis reply.",
     "redis.socket_connect_timeout": "Seconds to wait for a Redis connection.",
     "redis.pool_size": "Connections per process (the pool blocks, never fails, when they are busy).",
@@ -71,10 +76,14 @@ _TABLE_END = "<!-- END settings-table -->"
 
 
 def _attribute_docs() -> dict[str, dict[str, str]]:
-    """Attribute docstrings of settings.py: class name -> field -> docstring."""
-    tree = ast.parse(inspect.getsource(settings_module))
+    """Attribute docstrings of the settings modules: class name -> field -> docstring."""
+    nodes = [
+        node
+        for module in (settings_module, writes_settings_module)
+        for node in ast.parse(inspect.getsource(module)).body
+    ]
     docs: dict[str, dict[str, str]] = {}
-    for node in tree.body:
+    for node in nodes:
         if not isinstance(node, ast.ClassDef):
             continue
         fields = docs.setdefault(node.name, {})
@@ -90,10 +99,19 @@ def _attribute_docs() -> dict[str, dict[str, str]]:
     return docs
 
 
+def _bounds(info: msgspec.inspect.Type) -> str:
+    """The constraints of a number type as text (" > 0", " >= 1"), or ""."""
+    limits = [("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")]
+    parts = [f"{sign} {value:g}" for attr, sign in limits if (value := getattr(info, attr, None)) is not None]
+    return f" {' and '.join(parts)}" if parts else ""
+
+
 def _type_name(info: msgspec.inspect.Type) -> str:
     if isinstance(info, msgspec.inspect.UnionType):
-        kinds = [_type_name(t) for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
-        return " or ".join(kinds)
+        kinds = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+        if any(isinstance(t, msgspec.inspect.ListType) for t in kinds):
+            return "comma-separated list"
+        return " or ".join(_type_name(t) for t in kinds)
     if isinstance(info, msgspec.inspect.EnumType):
         return " or ".join(f"`{member.value}`" for member in info.cls)
     simple = {
@@ -102,12 +120,14 @@ def _type_name(info: msgspec.inspect.Type) -> str:
         msgspec.inspect.IntType: "integer",
         msgspec.inspect.FloatType: "number",
     }
-    return simple.get(type(info), type(info).__name__)
+    return simple.get(type(info), type(info).__name__) + _bounds(info)
 
 
 def _default(value: Any) -> str:
     if value is None:
         return "unset"
+    if value == "":
+        return "empty"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
     return f"`{getattr(value, 'value', value)}`"

@@ -14,12 +14,19 @@ Approvers are requesters too. With every allowlist empty, every write command is
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "WriteSettings"]
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 """The largest proposed record (encoded JSON bytes) accepted by default."""
+
+
+_PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
+_PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+_NonNegativeSeconds = Annotated[float, msgspec.Meta(ge=0)]
 
 
 def _split(value: str | list[str]) -> tuple[str, ...]:
@@ -40,15 +47,17 @@ class WriteSettings(msgspec.Struct, kw_only=True):
     """AI-Horde user ids (the number after `#` in the username) allowed to propose."""
     approver_ids: str | list[str] = ""
     """AI-Horde user ids allowed to approve, reject, apply and purge."""
-    horde_timeout: float = 10.0
-    horde_cache_seconds: float = 60.0
+    horde_timeout: _PositiveSeconds = 10.0
+    """Seconds for one find_user request to the AI-Horde API."""
+    horde_cache_seconds: _NonNegativeSeconds = 60.0
     """How long a find_user answer is reused for the same key."""
-    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
-    audit_segment_bytes: int = 8 * 1024 * 1024
+    max_payload_bytes: _PositiveInt = DEFAULT_MAX_PAYLOAD_BYTES
+    """The largest proposed record accepted (encoded JSON bytes)."""
+    audit_segment_bytes: _PositiveInt = 8 * 1024 * 1024
     """An audit segment file is rotated once it reaches this size."""
-    apply_lock_timeout: float = 60.0
+    apply_lock_timeout: _PositiveSeconds = 60.0
     """How long an apply waits for another applier (any process) to finish."""
-    refresh_timeout: float = 10.0
+    refresh_timeout: _PositiveSeconds = 10.0
     """How long an apply waits for the fetcher actor to publish the new revision."""
 
     def keys(self, role: str) -> tuple[str, ...]:
