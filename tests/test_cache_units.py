@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from horde_model_reference.backends.base import CategoryPayload
@@ -84,3 +86,25 @@ def test_payload_digest_is_lazy_seedable_and_kept_by_updated() -> None:
     )
     seeded = CategoryPayload.from_bytes(CLIP, data, digest="e" * 64, fetched_at=1.0)
     assert (seeded.digest, seeded.fetched_at) == ("e" * 64, 1.0)
+
+
+def test_notify_none_builds_a_notice_only_when_a_callback_is_registered() -> None:
+    data = _clip_bytes()
+    records = decode_catalog(CLIP, data).records
+    cache = ReferenceCache()
+    assert cache.install(CLIP, dict(records), revision=1, digest=None, raw=data, notify=None) is None
+    cache.add_callback(lambda notice: None)
+    smaller = dict(list(records.items())[:-1]) if len(records) > 1 else {}
+    notice = cache.install(CLIP, smaller, revision=2, digest="f" * 64, raw=None, notify=None)
+    assert notice is not None and notice.old_revision == 1 and notice.digest == "f" * 64
+
+
+def test_payloads_and_snapshots_take_keywords_and_copies_keep_a_given_digest() -> None:
+    data = _clip_bytes()
+    with pytest.raises(TypeError):
+        CategoryPayload(CLIP, data, "d" * 64, 1.0)  # type: ignore[misc]  # the old field order
+    cache = ReferenceCache()
+    cache.install(CLIP, {}, revision=4, digest="a" * 64, raw=None)
+    snapshot = cache.snapshots[CLIP.value]
+    assert copy.copy(snapshot).digest == "a" * 64
+    assert msgspec.structs.replace(snapshot, revision=5).digest == "a" * 64

@@ -299,9 +299,9 @@ def test_an_absent_category_costs_no_io_on_the_read_path_after_the_negative_cach
     catalog_dir: Path,
 ) -> None:
     (catalog_dir / "clip.json").rename(catalog_dir / "clip.json.away")
-    settings = HordeModelReferenceSettings(negative_cache_seconds=0.2)
+    settings = HordeModelReferenceSettings(negative_cache_seconds=0.2, cache_ttl_seconds=60.0)
     manager = ModelReferenceManager(
-        backend=CountingBackend(catalog_dir), prefetch_strategy=PrefetchStrategy.SYNC, settings=settings
+        backend=RarelyRevalidated(catalog_dir), prefetch_strategy=PrefetchStrategy.SYNC, settings=settings
     )
     backend = backend_of(manager)
     assert manager.is_warm and backend.calls[CLIP.value] == 1
@@ -317,11 +317,37 @@ def test_an_absent_category_costs_no_io_on_the_read_path_after_the_negative_cach
     assert manager.is_warm
     assert me not in backend.threads[before:], "a read fetched on the caller's thread"
     (catalog_dir / "clip.json.away").rename(catalog_dir / "clip.json")
-    deadline = time.monotonic() + 10
-    while manager.get_model_reference_or_none(CLIP) is None and time.monotonic() < deadline:
+    appeared = time.monotonic()
+    while manager.get_model_reference_or_none(CLIP) is None and time.monotonic() < appeared + 10:
         time.sleep(0.05)
     assert manager.get_model_reference_or_none(CLIP), "the category that appeared was never picked up"
+    assert time.monotonic() - appeared < 5, (
+        "re-checked at the revalidation interval, not the negative cache time"
+    )
     assert me not in backend.threads[before:]
+
+
+class RarelyRevalidated(CountingBackend):
+    """A backend whose data is revalidated once a minute (as GitHub's or a primary's)."""
+
+    revalidate_interval = 60.0
+
+
+def test_raw_reads_of_an_absent_category_are_answered_from_the_negative_cache(catalog_dir: Path) -> None:
+    manager = counting_manager(catalog_dir)
+    for _ in range(10):
+        assert manager.get_raw_model_reference_bytes(VIDEO) is None
+        assert manager.get_raw_model_json(VIDEO, "anything") is None
+    assert backend_of(manager).calls == {VIDEO.value: 1}
+
+
+def test_a_forced_raw_read_installs_what_it_read_so_later_reads_agree(catalog_dir: Path) -> None:
+    manager = counting_manager(catalog_dir, PrefetchStrategy.SYNC)
+    _add_model(catalog_dir, "Forced Probe")
+    forced = manager.get_raw_model_reference_json(IMAGE, overwrite_existing=True)
+    assert forced is not None and "Forced Probe" in forced
+    assert manager.get_raw_model_json(IMAGE, "Forced Probe") is not None
+    assert manager.get_model(IMAGE, "Forced Probe").name == "Forced Probe"
 
 
 def test_invalidate_category_cache_rechecks_an_absent_category_on_the_next_read(catalog_dir: Path) -> None:

@@ -84,3 +84,20 @@ def test_invalid_value_names_the_variable(variable: str, value: str, expected: s
     assert info.value.variable == P + variable
     assert info.value.value == value
     assert expected in str(info.value)
+
+
+def test_settings_built_in_code_are_checked_by_the_manager_naming_the_variable(tmp_path: Path) -> None:
+    from horde_model_reference import FileSystemBackend, ModelReferenceManager, check_settings
+
+    bad = HordeModelReferenceSettings(negative_cache_seconds=-1)
+    with pytest.raises(SettingsError) as info:
+        check_settings(bad)
+    assert (info.value.variable, info.value.value) == (P + "NEGATIVE_CACHE_SECONDS", -1)
+    assert check_settings(HordeModelReferenceSettings()) == HordeModelReferenceSettings()
+    ModelReferenceManager.reset()
+    try:
+        with pytest.raises(SettingsError, match="NEGATIVE_CACHE_SECONDS"):
+            ModelReferenceManager(backend=FileSystemBackend(tmp_path), settings=bad)
+        assert not ModelReferenceManager.has_instance()
+    finally:
+        ModelReferenceManager.reset()

@@ -113,6 +113,10 @@ def test_another_categorys_record_type_is_refused() -> None:
         (TEXT, "/model", False),
         (TEXT, "org/", False),
         (TEXT, "org/../x", False),
+        (CLIP, ".", False),
+        (TEXT, "./model", False),
+        (TEXT, "org/.", False),
+        (CLIP, "a/b/c", True),
     ],
 )
 def test_bad_write_names(category: MODEL_REFERENCE_CATEGORY, name: str, exists: bool) -> None:

@@ -43,7 +43,12 @@ from horde_model_reference.records import *  # noqa: F403
 from horde_model_reference.records import __all__ as _records_all
 from horde_model_reference.registries import *  # noqa: F403
 from horde_model_reference.registries import __all__ as _registries_all
-from horde_model_reference.settings import HordeModelReferenceSettings, ReplicateMode, load_settings
+from horde_model_reference.settings import (
+    HordeModelReferenceSettings,
+    ReplicateMode,
+    check_settings,
+    load_settings,
+)
 
 __all__ = [
     "MODEL_DOMAIN",
@@ -64,6 +69,7 @@ __all__ = [
     "ModelReferenceManager",
     "PrefetchStrategy",
     "ReplicateMode",
+    "check_settings",
     "load_settings",
     "CategoryNotFoundError",
     "ConflictError",

@@ -27,7 +27,7 @@ __all__ = ["CategorySnapshot", "ChangeCallback", "ChangeNotice", "ReferenceCache
 _log = get_logger(__name__)
 
 
-class CategorySnapshot(msgspec.Struct, frozen=True, dict=True):
+class CategorySnapshot(msgspec.Struct, frozen=True, dict=True, kw_only=True):
     """One category as a consumer holds it. Never mutated: a change replaces the whole snapshot."""
 
     category: MODEL_REFERENCE_CATEGORY
@@ -36,19 +36,23 @@ class CategorySnapshot(msgspec.Struct, frozen=True, dict=True):
     revision: int
     """The service revision; 0 when loaded from a source that has none (plain files, GitHub)."""
     raw: bytes | None
-    """Those canonical bytes, when held (None after patching from a delta)."""
+    """The canonical v2 bytes, when held (None after patching from a delta)."""
     loaded_at: float
     """Unix time this snapshot was installed."""
     issues: tuple[RecordIssue, ...] = ()
     """Records skipped while decoding."""
+    given_digest: str | None = None
+    """The digest as it arrived (bus events, Redis), or None: `digest` then hashes `raw`."""
 
     @cached_property
     def digest(self) -> str:
         """sha256 of the canonical v2 bytes this snapshot represents.
 
-        Given at install when known (bus events, Redis); otherwise computed from `raw` on first use,
-        so a first load does not hash what nobody compares yet.
+        The given one; otherwise computed from `raw` on first use, so a first load does not hash
+        what nobody compares yet.
         """
+        if self.given_digest is not None:
+            return self.given_digest
         if self.raw is None:
             raise RuntimeError(f"snapshot of {self.category.value} holds neither its digest nor its bytes")
         return catalog_digest(self.raw)
@@ -147,25 +151,35 @@ class ReferenceCache:
         generation: int | None = None,
         names: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = None,
         force: bool = False,
-        notify: bool = True,
+        notify: bool | None = True,
     ) -> ChangeNotice | None:
         """Install a new snapshot unless it is older than the one held.
 
         `digest` may be None when `raw` is given: it is then computed from `raw` when first needed.
         `force` installs even a lower revision (the service started over). `notify=False` builds no
-        change notice (the caller has nobody to hand it to). The cache takes ownership of `records`
+        change notice; `notify=None` builds one only when callbacks are registered (checked after the
+        swap, so a callback registered during a load still hears of it). The cache takes ownership of `records`
         (it is wrapped read-only, not copied): pass a mapping nobody else will change.
 
         Returns the change notice (to hand to callbacks, outside any lock), or None when nothing
-        changed, the snapshot was stale, or `notify` is False.
+        changed, the snapshot was stale, or no notice was wanted.
         """
         if digest is None and raw is None:
             raise ValueError(f"install of {category.value}: give the digest, the bytes, or both")
         key = category.value
         frozen = records if isinstance(records, MappingProxyType) else MappingProxyType(records)
-        snapshot = CategorySnapshot(category, frozen, revision, raw, time.time(), issues)
-        if digest is not None:
-            snapshot.__dict__["digest"] = digest
+        snapshot = CategorySnapshot(
+            category=category,
+            records=frozen,
+            revision=revision,
+            raw=raw,
+            loaded_at=time.time(),
+            issues=issues,
+            given_digest=digest,
+        )
+        held = self.snapshots.get(key)
+        if held is not None:
+            _ = held.digest, snapshot.digest  # hashed (when needed) before the lock, not under it
         with self._lock:
             current = self.snapshots.get(key)
             if generation is not None and generation < self._committed_generation.get(key, 0):
@@ -188,7 +202,7 @@ class ReferenceCache:
                 self._committed_generation[key] = generation
         with self.changed:
             self.changed.notify_all()
-        if same_bytes or not notify:
+        if same_bytes or not (self._callbacks if notify is None else notify):
             return None
         added, removed, changed = (
             names if names is not None else diff_names(current.records if current else {}, frozen)

@@ -26,10 +26,16 @@ from horde_model_reference.cache import (
 )
 from horde_model_reference.integrations.popularity import PopularityMixin
 from horde_model_reference.logs import get_logger
-from horde_model_reference.manager_reads import ReadApi, validate_model_name
+from horde_model_reference.manager_reads import ReadApi
 from horde_model_reference.manager_typed import TypedAccessMixin
+from horde_model_reference.names import validate_model_name
 from horde_model_reference.prefetch import DeferredPrefetchHandle, PrefetchStrategy
-from horde_model_reference.settings import HordeModelReferenceSettings, ReplicateMode, load_settings
+from horde_model_reference.settings import (
+    HordeModelReferenceSettings,
+    ReplicateMode,
+    check_settings,
+    load_settings,
+)
 
 __all__ = ["ModelReferenceManager", "validate_model_name"]
 
@@ -82,7 +88,9 @@ class ModelReferenceManager(PopularityMixin, TypedAccessMixin, ReadApi):
             if self._initialised:
                 self._check_same_settings(requested)
                 return
-            self._setup(requested, settings or load_settings(), provider_timeout)
+            self._setup(
+                requested, check_settings(settings) if settings else load_settings(), provider_timeout
+            )
             self._initialised = True
         self._start_prefetch(start_bus)
 

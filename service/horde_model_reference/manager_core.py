@@ -126,7 +126,7 @@ class ManagerCore:
             raw=payload.data,
             issues=decoded.issues,
             generation=generation,
-            notify=bool(self._cache.callbacks),
+            notify=None,
         )
 
     async def _load_async(self, category: MODEL_REFERENCE_CATEGORY, force: bool) -> CategorySnapshot | None:
@@ -192,10 +192,16 @@ class ManagerCore:
         self._cache.checked_at.pop(category.value, None)
 
     def _maybe_revalidate(self, key: str) -> None:
+        """Re-check a held category in the background once the revalidation interval has passed."""
         if self._bus is not None:
             return
         checked = self._cache.checked_at.get(key, 0.0)
-        if time.monotonic() - checked < self._revalidate_interval or key in self._revalidating:
+        if time.monotonic() - checked >= self._revalidate_interval:
+            self._schedule_revalidation(key)
+
+    def _schedule_revalidation(self, key: str) -> None:
+        """Load the category again in the background, unless that is already under way."""
+        if key in self._revalidating:
             return
         self._revalidating.add(key)
         try:
@@ -222,7 +228,7 @@ class ManagerCore:
         if self._cache.is_known_missing(key):
             return True
         if self._cache.was_found_missing(key):
-            self._maybe_revalidate(key)
+            self._schedule_revalidation(key)  # its own mark_missing spaces the next one out
             return True
         return False
 

@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from horde_model_reference._portal import run_sync
+from horde_model_reference.backends.base import CategoryPayload
 from horde_model_reference.cache import CategorySnapshot
 from horde_model_reference.catalog import validate_catalog_bytes
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, parse_category
@@ -15,11 +16,11 @@ from horde_model_reference.errors import (
     BackendError,
     CatalogDecodeError,
     CategoryNotFoundError,
-    InvalidModelNameError,
     ModelNotFoundError,
 )
 from horde_model_reference.logs import get_logger
 from horde_model_reference.manager_core import ManagerCore
+from horde_model_reference.names import name_candidates, validate_model_name
 from horde_model_reference.query.manager_api import ProviderQueryMixin
 from horde_model_reference.records import GenericModelRecord
 from horde_model_reference.source_consts import HORDE_SOURCE_ID, SourceSelector
@@ -27,39 +28,6 @@ from horde_model_reference.source_consts import HORDE_SOURCE_ID, SourceSelector
 __all__ = ["ReadApi", "validate_model_name"]
 
 _log = get_logger(__name__)
-_TEXT_BACKEND_PREFIXES = ("aphrodite/", "koboldcpp/")
-
-
-def validate_model_name(name: object) -> str:
-    """Return `name` when it is a model name; raise `InvalidModelNameError` naming what is wrong.
-
-    A model name is `model` or `org/model` (text model ids), optionally behind a text backend
-    prefix (`koboldcpp/`, `aphrodite/`). Anything that could be a path is refused: a leading `/`,
-    `..`, an empty or `.` part, a second `/`, a backslash, a NUL; so are names over 256 characters.
-    """
-    if not isinstance(name, str) or not name:
-        raise InvalidModelNameError(name, "must be a non-empty string")
-    if len(name) > 256:
-        raise InvalidModelNameError(name, "longer than 256 characters")
-    if "\x00" in name or "\\" in name:
-        raise InvalidModelNameError(name, "contains a NUL or a backslash")
-    if ".." in name:
-        raise InvalidModelNameError(name, "contains '..'")
-    bare = next((name[len(p) :] for p in _TEXT_BACKEND_PREFIXES if name.startswith(p)), name)
-    parts = bare.split("/")
-    if any(part in ("", ".") for part in parts):
-        raise InvalidModelNameError(name, "is absolute or has an empty or '.' part")
-    if len(parts) > 2:
-        raise InvalidModelNameError(name, "has more than one '/' (names are 'model' or 'org/model')")
-    return name
-
-
-def _name_candidates(category: str, name: str) -> tuple[str, ...]:
-    if category == MODEL_REFERENCE_CATEGORY.text_generation:
-        for prefix in _TEXT_BACKEND_PREFIXES:
-            if name.startswith(prefix):
-                return (name, name[len(prefix) :])
-    return (name,)
 
 
 class ReadApi(ProviderQueryMixin, ManagerCore):
@@ -203,7 +171,7 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
         validate_model_name(model_name)
         if records is None:
             return None
-        for candidate in _name_candidates(str(category), model_name)[1:]:
+        for candidate in name_candidates(str(category), model_name)[1:]:
             record = records.get(candidate)
             if record is not None:
                 return record
@@ -276,45 +244,43 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
     ) -> bytes | None:
         """The category's canonical v2 JSON bytes, undecoded, or None.
 
-        The bytes of the snapshot held when there is one (no I/O); otherwise read from the backend
-        without decoding any record.
+        The bytes of the snapshot held when there is one (no I/O). With `overwrite_existing` a held
+        category is reloaded (and the new snapshot installed, so later reads agree); one not held
+        is read from the backend without decoding any record.
         """
         cat = parse_category(category)
-        held = self._held_raw(cat, overwrite_existing)
-        if held is not None:
-            return held
-        if self._bus is not None:
-            return _raw_of(self._snapshot_sync(cat))
+        key = cat.value
+        if self._bus is not None or key in self._cache.snapshots:
+            return _raw_of(self._snapshot_sync(cat, overwrite_existing and self._bus is None))
+        if not overwrite_existing and self._absent(key):
+            return None
         fetch = self._sync_fetch()
         if fetch is None:
             return run_sync(self._fetch_raw, cat, overwrite_existing)
-        payload = fetch(cat, overwrite_existing)
-        return payload.data if payload is not None else None
+        return self._raw_from(cat, fetch(cat, overwrite_existing))
 
     async def get_raw_model_reference_bytes_async(
         self, category: str | MODEL_REFERENCE_CATEGORY, overwrite_existing: bool = False
     ) -> bytes | None:
         """Async `get_raw_model_reference_bytes`."""
         cat = parse_category(category)
-        held = self._held_raw(cat, overwrite_existing)
-        if held is not None:
-            return held
+        key = cat.value
+        if self._bus is not None or key in self._cache.snapshots:
+            return _raw_of(await self._snapshot_async(cat, overwrite_existing and self._bus is None))
+        if not overwrite_existing and self._absent(key):
+            return None
         return await self._fetch_raw(cat, overwrite_existing)
 
-    def _held_raw(self, category: MODEL_REFERENCE_CATEGORY, force: bool) -> bytes | None:
-        """The held snapshot's bytes, or None when there is none (or a refresh is forced without the bus)."""
-        if force and self._bus is None:
-            return None
-        snapshot = self._cache.snapshots.get(category.value)
-        if snapshot is not None:
-            self._maybe_revalidate(category.value)
-        return _raw_of(snapshot)
-
     async def _fetch_raw(self, category: MODEL_REFERENCE_CATEGORY, force: bool) -> bytes | None:
-        if self._bus is not None:
-            return _raw_of(await self._snapshot_async(category))
-        payload = await self._backend.fetch_category(category, force_refresh=force)
-        return payload.data if payload is not None else None
+        """Read the category's bytes from the backend without decoding (nothing is installed)."""
+        return self._raw_from(category, await self._backend.fetch_category(category, force_refresh=force))
+
+    def _raw_from(self, category: MODEL_REFERENCE_CATEGORY, payload: CategoryPayload | None) -> bytes | None:
+        """A fetched payload's bytes; an absent category is remembered as absent."""
+        if payload is None:
+            self._cache.mark_missing(category.value)
+            return None
+        return payload.data
 
     def get_raw_model_reference_json(
         self, category: str | MODEL_REFERENCE_CATEGORY, overwrite_existing: bool = False
@@ -411,7 +377,7 @@ def _record_json_of(
     if data is None:
         return None
     raw = validate_catalog_bytes(category, data)
-    for candidate in _name_candidates(category.value, name):
+    for candidate in name_candidates(category.value, name):
         if candidate in raw:
             result: dict[str, Any] = msgspec.json.decode(raw[candidate])
             return result

@@ -8,7 +8,7 @@ it expected.
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,6 +27,7 @@ __all__ = [
     "RedisSettings",
     "ReplicateMode",
     "TextGithubRepoSettings",
+    "check_settings",
     "load_settings",
 ]
 
@@ -36,7 +37,7 @@ _PATH_RE = re.compile(r"at `\$((?:\.\w+)+)`")
 PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
 """A timeout or interval: seconds, more than 0."""
 NonNegativeSeconds = Annotated[float, msgspec.Meta(ge=0)]
-"""A duration that may be 0 (0: no caching)."""
+"""A duration that may be 0."""
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 
 
@@ -153,6 +154,27 @@ def load_settings(environ: Mapping[str, str] | None = None) -> HordeModelReferen
     tree = _nest(env)
     if not tree:
         return HordeModelReferenceSettings()  # nothing to convert: skips building msgspec's type info
+    return _convert(tree, lambda variable, _path: env.get(variable))
+
+
+def check_settings(settings: HordeModelReferenceSettings) -> HordeModelReferenceSettings:
+    """`settings` (built in code, not read from the environment) when every value is valid.
+
+    Raises `SettingsError` naming the variable that sets the offending value, as `load_settings`
+    does (a Struct built in code is not checked against its bounds until then).
+    """
+    tree: dict[str, Any] = msgspec.to_builtins(settings)
+
+    def value_at(_variable: str, path: str) -> object:
+        node: Any = tree
+        for part in path.strip(".").split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
+
+    return _convert(tree, value_at)
+
+
+def _convert(tree: dict[str, Any], value_of: Callable[[str, str], object]) -> HordeModelReferenceSettings:
     try:
         return msgspec.convert(tree, HordeModelReferenceSettings, strict=False)
     except msgspec.ValidationError as exc:
@@ -164,4 +186,4 @@ def load_settings(environ: Mapping[str, str] | None = None) -> HordeModelReferen
         expected = message.split(" - at ")[0].removeprefix("Expected ")
         if expected.startswith("Invalid enum value"):
             expected = "one of " + ", ".join(mode.value for mode in ReplicateMode)
-        raise SettingsError(variable, env.get(variable), expected) from None
+        raise SettingsError(variable, value_of(variable, match.group(1)), expected) from None

@@ -23,8 +23,8 @@ InvalidationCallback = Callable[[MODEL_REFERENCE_CATEGORY], None]
 """Called (from any thread) with a category whose data the backend knows has changed."""
 
 
-class CategoryPayload(msgspec.Struct, frozen=True, dict=True):
-    """A category's canonical v2 JSON bytes as a backend returned them."""
+class CategoryPayload(msgspec.Struct, frozen=True, dict=True, kw_only=True):
+    """A category's canonical v2 JSON bytes as a backend returned them (build it with `from_bytes`)."""
 
     category: MODEL_REFERENCE_CATEGORY
     data: bytes
@@ -38,29 +38,27 @@ class CategoryPayload(msgspec.Struct, frozen=True, dict=True):
     decoded: DecodedCatalog | None = None
     """The records, when the backend decoded the bytes to check them: readers reuse them instead
     of decoding the same bytes again."""
+    given_digest: str | None = None
+    """The digest as it arrived with the bytes (checked by the backend), or None."""
 
     @cached_property
     def digest(self) -> str:
-        """sha256 hex of `data`, computed on first use (a first load never needs it)."""
-        return catalog_digest(self.data)
+        """sha256 hex of `data`: the given one, else computed on first use (a first load needs none)."""
+        return self.given_digest if self.given_digest is not None else catalog_digest(self.data)
 
     def known_digest(self) -> str | None:
         """The digest when it was given or already computed, else None (nothing is hashed)."""
-        known: str | None = self.__dict__.get("digest")
+        known: str | None = self.__dict__.get("digest", self.given_digest)
         return known
 
     def updated(self, *, fetched_at: float | None = None, revision: int | None = None) -> CategoryPayload:
         """The same bytes with a new fetch time and/or revision (a digest already computed is kept)."""
-        changes: dict[str, float | int] = {}
-        if fetched_at is not None:
-            changes["fetched_at"] = fetched_at
-        if revision is not None:
-            changes["revision"] = revision
-        payload = msgspec.structs.replace(self, **changes)
-        known = self.known_digest()
-        if known is not None:
-            payload.__dict__["digest"] = known
-        return payload
+        return msgspec.structs.replace(
+            self,
+            fetched_at=self.fetched_at if fetched_at is None else fetched_at,
+            revision=self.revision if revision is None else revision,
+            given_digest=self.known_digest(),
+        )
 
     @classmethod
     def from_bytes(
@@ -80,13 +78,15 @@ class CategoryPayload(msgspec.Struct, frozen=True, dict=True):
         in a `Snapshot` and every hop computes the same digest. Pass `digest` only when the caller
         already checked that it is the digest of these canonical bytes.
         """
-        canonical = data.strip()
-        payload = cls(
-            category, canonical, time.time() if fetched_at is None else fetched_at, revision, source, decoded
+        return cls(
+            category=category,
+            data=data.strip(),
+            fetched_at=time.time() if fetched_at is None else fetched_at,
+            revision=revision,
+            source=source,
+            decoded=decoded,
+            given_digest=digest,
         )
-        if digest is not None:
-            payload.__dict__["digest"] = digest
-        return payload
 
     def records(self) -> DecodedCatalog:
         """The decoded records: the backend's when it decoded them, else decoded now."""

@@ -16,12 +16,11 @@ from horde_model_reference.http._responses import (
     not_modified,
     snapshot_or_404,
 )
-from horde_model_reference.manager_reads import validate_model_name
+from horde_model_reference.names import name_candidates, validate_model_name
 
 __all__ = ["V2_PREFIX", "v2_routes"]
 
 V2_PREFIX = "/api/model_references/v2"
-_TEXT_BACKEND_PREFIXES = ("aphrodite/", "koboldcpp/")
 
 
 def v2_routes(ctx: ApiContext) -> list[Route]:
@@ -87,10 +86,4 @@ def v2_routes(ctx: ApiContext) -> list[Route]:
 
 def _find(category: MODEL_REFERENCE_CATEGORY, name: str, records: dict[str, bytes]) -> str | None:
     """The catalog key for `name`: itself, or for text a backend-prefixed name without its prefix."""
-    if name in records:
-        return name
-    if category is MODEL_REFERENCE_CATEGORY.text_generation:
-        for prefix in _TEXT_BACKEND_PREFIXES:
-            if name.startswith(prefix) and name[len(prefix) :] in records:
-                return name[len(prefix) :]
-    return None
+    return next((key for key in name_candidates(category, name) if key in records), None)

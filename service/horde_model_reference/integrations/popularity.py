@@ -33,6 +33,7 @@ from horde_model_reference.integrations.horde_api import (
     HordeModelType,
     HordeWorker,
 )
+from horde_model_reference.names import TEXT_BACKEND_PREFIXES
 from horde_model_reference.records import GenericModelRecord
 
 __all__ = [
@@ -56,7 +57,6 @@ HORDE_MODEL_TYPES: dict[MODEL_REFERENCE_CATEGORY, HordeModelType] = {
 }
 """The categories the Horde reports on, and the Horde's name for each."""
 
-_TEXT_BACKEND_PREFIXES = ("aphrodite/", "koboldcpp/")
 _T = TypeVar("_T")
 
 
@@ -215,7 +215,7 @@ class _Joined:
 def _variants(name: str) -> tuple[str, ...]:
     """The lower-case names a text model is reported under: itself and its backend variants."""
     lower = name.lower()
-    for prefix in _TEXT_BACKEND_PREFIXES:
+    for prefix in TEXT_BACKEND_PREFIXES:
         if lower.startswith(prefix):
             lower = lower[len(prefix) :]
             break

@@ -20,6 +20,7 @@ import msgspec
 from horde_model_reference.catalog import decode_record
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 from horde_model_reference.errors import InvalidModelNameError, RecordDecodeError
+from horde_model_reference.names import MAX_NAME_LENGTH, validate_model_name
 from horde_model_reference.records import GenericModelRecord
 from horde_model_reference.writes.contracts import Operation
 from horde_model_reference.writes.errors import InvalidRequestError, PayloadTooLargeError
@@ -34,7 +35,6 @@ __all__ = [
     "validate_write_name",
 ]
 
-MAX_NAME_LENGTH = 256
 MAX_TEXT_LENGTH = 4096
 """Bound on notes, reasons and batch titles."""
 
@@ -64,7 +64,7 @@ def validate_write_name(category: MODEL_REFERENCE_CATEGORY, name: object, *, exi
             raise InvalidModelNameError(
                 name, f"contains '/' (only text_generation ids may, not {category.value})"
             )
-    return name
+    return validate_model_name(name)
 
 
 def compact(raw: bytes) -> bytes:
