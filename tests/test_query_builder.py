@@ -413,3 +413,53 @@ def test_classification_struct_compares_by_value() -> None:
     record = image("a", model_classification=ModelClassification(domain="image", purpose="generation"))
     query = ImageGenerationQuery.from_records({"a": record})
     assert query.where(model_classification=ModelClassification("image", "generation")).count() == 1
+
+
+# -- compiled one-field filters ---------------------------------------------------------------
+
+
+class _Row(msgspec.Struct):
+    name: str
+    baseline: str | None = None
+    nsfw: bool = False
+
+
+_ROWS = [_Row("a", "sdxl"), _Row("b", "sd15", nsfw=True), _Row("c", None), _Row("d", "sdxl", nsfw=True)]
+
+
+@pytest.mark.parametrize(
+    ("test", "value", "expected"),
+    [
+        ("eq", "sdxl", "ad"),
+        ("ne", "sdxl", "bc"),
+        ("eq", None, "c"),
+        ("truthy", None, "bd"),
+        ("falsy", None, "ac"),
+    ],
+)
+def test_compiled_filters_select_what_the_plain_comprehension_selects(
+    test: str, value: Any, expected: str
+) -> None:
+    from horde_model_reference.query._paths import path_filter
+
+    field = "nsfw" if test in ("truthy", "falsy") else "baseline"
+    compiled = path_filter(field, test)
+    assert compiled is not None
+    assert "".join(r.name for r in compiled(_ROWS, value)) == expected
+    assert "".join(r.name for r in compiled(iter(_ROWS), value)) == expected, "one-shot iterables too"
+
+
+@pytest.mark.parametrize("path", ["metadata__created_at", "class", "a-b", "x; import os", "", "1x", "é é"])
+def test_only_plain_identifiers_are_compiled(path: str) -> None:
+    from horde_model_reference.query._paths import path_filter
+
+    assert path_filter(path, "eq") is None
+
+
+def test_a_compiled_filter_on_a_missing_attribute_raises_as_attrgetter_does() -> None:
+    from horde_model_reference.query._paths import path_filter
+
+    compiled = path_filter("no_such_field", "eq")
+    assert compiled is not None
+    with pytest.raises(AttributeError, match="no_such_field"):
+        compiled(_ROWS, 1)

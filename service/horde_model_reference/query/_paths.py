@@ -6,15 +6,16 @@ field (`metadata__created_at`) or a dict field (`requirements__min_steps`).
 
 from __future__ import annotations
 
+import keyword
 import types
-from collections.abc import Callable
-from functools import cache
+from collections.abc import Callable, Iterable
+from functools import cache, lru_cache
 from operator import attrgetter
 from typing import Any, Union, get_args, get_origin
 
 import msgspec
 
-__all__ = ["OPERATORS", "check_path", "field_names", "path_getter", "split_condition"]
+__all__ = ["OPERATORS", "check_path", "field_names", "path_filter", "path_getter", "split_condition"]
 
 OPERATORS = ("lt", "lte", "gt", "gte", "ne", "in", "contains")
 """The operator suffixes `where()` accepts (`field__op=value`); no suffix means equality."""
@@ -120,3 +121,32 @@ def path_getter(path: str) -> Callable[[Any], Any]:
         return value
 
     return get
+
+
+_FILTERS = {
+    "eq": "[r for r in records if r.{0} == value]",
+    "ne": "[r for r in records if r.{0} != value]",
+    "truthy": "[r for r in records if r.{0}]",
+    "falsy": "[r for r in records if not r.{0}]",
+}
+"""The filters `path_filter` compiles, by test."""
+
+Filter = Callable[[Iterable[Any], Any], list[Any]]
+
+
+@lru_cache(maxsize=512)
+def path_filter(path: str, test: str) -> Filter | None:
+    """`[r for r in records if r.<path> <test> value]` compiled for a one-field path, or None.
+
+    Filtering is the inner loop of every query. Reading a constant attribute name inline is about
+    twice as fast per record as calling an `attrgetter` (CPython specialises the load), so one
+    function is compiled per field and test, as `dataclasses` compiles its methods. Only a plain
+    identifier is ever compiled: a nested path (`a__b`) or any other string returns None, and the
+    caller falls back to `path_getter`.
+    """
+    if "__" in path or not path.isidentifier() or keyword.iskeyword(path):
+        return None
+    namespace: dict[str, Any] = {}
+    exec(f"def select(records, value):\n    return {_FILTERS[test].format(path)}\n", namespace)
+    compiled: Filter = namespace["select"]
+    return compiled

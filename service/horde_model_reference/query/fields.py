@@ -14,7 +14,7 @@ import operator
 from collections.abc import Callable, Collection, Iterable
 from typing import Any, NamedTuple
 
-from horde_model_reference.query._paths import path_getter
+from horde_model_reference.query._paths import Filter, path_filter, path_getter
 
 __all__ = ["FieldRef", "OrderSpec", "Predicate", "compile_condition", "truthiness"]
 
@@ -98,11 +98,15 @@ def compile_condition(path: str, op: str | None, value: Any) -> Predicate:
         op = "in"
     if op is None:
         return Predicate(
-            lambda r: get(r) == value, select=lambda rs: [r for r in rs if get(r) == value], fields=fields
+            lambda r: get(r) == value,
+            select=_compiled_or(path, "eq", value, lambda rs: [r for r in rs if get(r) == value]),
+            fields=fields,
         )
     if op == "ne":
         return Predicate(
-            lambda r: get(r) != value, select=lambda rs: [r for r in rs if get(r) != value], fields=fields
+            lambda r: get(r) != value,
+            select=_compiled_or(path, "ne", value, lambda rs: [r for r in rs if get(r) != value]),
+            fields=fields,
         )
     if op == "in":
         return _membership(path, get, value, fields)
@@ -169,8 +173,18 @@ def truthiness(path: str, *, negate: bool = False) -> Predicate:
     get = path_getter(path)
     fields = frozenset((path,))
     if negate:
-        return Predicate(lambda r: not get(r), select=lambda rs: [r for r in rs if not get(r)], fields=fields)
-    return Predicate(lambda r: bool(get(r)), select=lambda rs: [r for r in rs if get(r)], fields=fields)
+        falsy = _compiled_or(path, "falsy", None, lambda rs: [r for r in rs if not get(r)])
+        return Predicate(lambda r: not get(r), select=falsy, fields=fields)
+    truthy = _compiled_or(path, "truthy", None, lambda rs: [r for r in rs if get(r)])
+    return Predicate(lambda r: bool(get(r)), select=truthy, fields=fields)
+
+
+def _compiled_or(path: str, test: str, value: Any, fallback: Select) -> Select:
+    """The compiled filter of a one-field path bound to `value`, else `fallback` (nested paths)."""
+    compiled: Filter | None = path_filter(path, test)
+    if compiled is None:
+        return fallback
+    return lambda records: compiled(records, value)
 
 
 def _identity(path: str, constant: object, *, negate: bool = False) -> Predicate:
