@@ -26,8 +26,10 @@ from horde_model_reference import (
 )
 from horde_model_reference import catalog as catalog_module
 from horde_model_reference.backends import filesystem as filesystem_module
+from horde_model_reference.backends.base import CategoryPayload
 from horde_model_reference.backends.filesystem import atomic_write_bytes
 from horde_model_reference.categories import get_category_descriptor
+from horde_model_reference.errors import BackendError
 from horde_model_reference.manager import ModelReferenceManager
 from horde_model_reference.prefetch import PrefetchStrategy
 from manager_harness import CountingBackend, backend_of, counting_manager
@@ -359,3 +361,63 @@ def test_invalidate_category_cache_rechecks_an_absent_category_on_the_next_read(
     manager.invalidate_category_cache(CLIP)
     assert manager.get_model_reference_or_none(CLIP)
     assert manager.last_updated(CLIP) is not None and manager.last_updated(VIDEO) is None
+
+
+class FailingBackend(CountingBackend):
+    """A counting file backend whose source can be switched to failing (as a server going down)."""
+
+    failing = False
+
+    def fetch_category_sync(
+        self, category: MODEL_REFERENCE_CATEGORY, force_refresh: bool = False
+    ) -> CategoryPayload | None:
+        payload = super().fetch_category_sync(category, force_refresh)
+        if self.failing:
+            raise BackendError(self.name, category.value, "the source is down")
+        return payload
+
+
+def _read_for(seconds: float, read: Callable[[], object]) -> int:
+    deadline, reads = time.monotonic() + seconds, 0
+    while time.monotonic() < deadline:
+        read()
+        reads += 1
+        time.sleep(0.001)
+    return reads
+
+
+def test_re_checks_of_an_absent_category_are_spaced_even_with_no_negative_cache_or_a_failing_source(
+    catalog_dir: Path,
+) -> None:
+    backend = FailingBackend(catalog_dir)
+    settings = HordeModelReferenceSettings(negative_cache_seconds=0)
+    manager = ModelReferenceManager(
+        backend=backend, prefetch_strategy=PrefetchStrategy.LAZY, settings=settings
+    )
+    assert manager.get_model_reference_or_none(VIDEO) is None
+    reads = _read_for(0.5, lambda: manager.get_model_reference_or_none(VIDEO))
+    assert reads > 50 and backend.calls[VIDEO.value] <= 2, backend.calls
+    backend.failing = True
+    time.sleep(1.05)
+    reads = _read_for(0.5, lambda: manager.get_model_reference_or_none(VIDEO))
+    assert reads > 50 and backend.calls[VIDEO.value] <= 3, backend.calls
+
+
+def test_a_held_category_whose_source_fails_is_not_asked_again_on_every_read(catalog_dir: Path) -> None:
+    backend = FailingBackend(catalog_dir)
+    manager = ModelReferenceManager(backend=backend, prefetch_strategy=PrefetchStrategy.LAZY)
+    records = manager.get_model_reference(IMAGE)
+    backend.failing = True
+    time.sleep(1.05)  # past the file backend's revalidation interval
+    reads = _read_for(0.5, lambda: manager.get_model(IMAGE, KNOWN))
+    assert reads > 50 and backend.calls[IMAGE.value] <= 2, backend.calls
+    assert manager.get_model_reference(IMAGE) == records, "the last good data stays"
+
+
+def test_a_category_alias_reads_the_held_snapshot_without_fetching_again(catalog_dir: Path) -> None:
+    manager = counting_manager(catalog_dir)
+    record = manager.get_model(IMAGE, KNOWN)
+    for _ in range(5):
+        assert manager.get_model_or_none("stable_diffusion", KNOWN) is record
+        assert manager.get_model_names("stable_diffusion")
+    assert backend_of(manager).calls[IMAGE.value] == 1

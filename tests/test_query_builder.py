@@ -449,7 +449,10 @@ def test_compiled_filters_select_what_the_plain_comprehension_selects(
     assert "".join(r.name for r in compiled(iter(_ROWS), value)) == expected, "one-shot iterables too"
 
 
-@pytest.mark.parametrize("path", ["metadata__created_at", "class", "a-b", "x; import os", "", "1x", "é é"])
+@pytest.mark.parametrize(
+    "path",
+    ["metadata__created_at", "class", "a-b", "x; import os", "", "1x", "é é", "\uff4e\uff53\uff46\uff57"],
+)
 def test_only_plain_identifiers_are_compiled(path: str) -> None:
     from horde_model_reference.query._paths import path_filter
 
@@ -463,3 +466,23 @@ def test_a_compiled_filter_on_a_missing_attribute_raises_as_attrgetter_does() ->
     assert compiled is not None
     with pytest.raises(AttributeError, match="no_such_field"):
         compiled(_ROWS, 1)
+
+
+def test_queries_filter_one_field_conditions_with_the_compiled_filters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from horde_model_reference.query import fields as fields_module
+
+    asked: list[tuple[str, str]] = []
+    real = fields_module.path_filter
+
+    def spy(path: str, test: str) -> Any:
+        asked.append((path, test))
+        return real(path, test)
+
+    monkeypatch.setattr(fields_module, "path_filter", spy)
+    eq = fields_module.compile_condition("baseline", None, "sdxl")
+    assert [r.name for r in eq._select(_ROWS)] == ["a", "d"]
+    falsy = fields_module.truthiness("nsfw", negate=True)
+    assert [r.name for r in falsy._select(_ROWS)] == ["a", "c"]
+    assert asked == [("baseline", "eq"), ("nsfw", "falsy")]

@@ -101,3 +101,10 @@ def test_settings_built_in_code_are_checked_by_the_manager_naming_the_variable(t
         assert not ModelReferenceManager.has_instance()
     finally:
         ModelReferenceManager.reset()
+
+
+def test_settings_built_in_code_may_hold_a_path(tmp_path: Path) -> None:
+    from horde_model_reference import check_settings
+
+    settings = HordeModelReferenceSettings(base_path=tmp_path)  # type: ignore[arg-type]
+    assert check_settings(settings).resolved_base_path() == tmp_path

@@ -179,7 +179,10 @@ class ReferenceCache:
         )
         held = self.snapshots.get(key)
         if held is not None:
-            _ = held.digest, snapshot.digest  # hashed (when needed) before the lock, not under it
+            _ = (
+                held.digest,
+                snapshot.digest,
+            )  # hash before taking the lock (best effort: a racing install may still swap in another)
         with self._lock:
             current = self.snapshots.get(key)
             if generation is not None and generation < self._committed_generation.get(key, 0):

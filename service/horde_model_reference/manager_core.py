@@ -34,6 +34,8 @@ from horde_model_reference.records import GenericModelRecord
 __all__ = ["ManagerCore"]
 
 _log = get_logger(__name__)
+_MIN_RECHECK_SECONDS = 1.0
+"""An absent category is re-checked at most this often, even with `NEGATIVE_CACHE_SECONDS=0`."""
 _DECODE_IN_THREAD_BYTES = 65536
 """Catalogs larger than this are decoded in a worker thread by async loads (the loop stays free)."""
 
@@ -92,9 +94,14 @@ class ManagerCore:
         return fetch
 
     def _last_good(self, key: str, error: BackendError) -> CategorySnapshot | None:
-        """The snapshot held when a refresh failed (logged), or None when there is none."""
+        """The snapshot held when a refresh failed (logged), or None when there is none.
+
+        Either way the failure counts as a check: the next one waits its interval (a source that is
+        down is not asked again on every read).
+        """
         current = self._cache.snapshots.get(key)
         if current is not None:
+            self._cache.checked_at[key] = time.monotonic()
             _log.warning("category_refresh_failed_kept_last_good", category=key, error=str(error))
         return current
 
@@ -216,6 +223,10 @@ class ManagerCore:
             await self._load_async(category, False)
         except Exception:
             _log.exception("category_revalidation_failed", category=category.value)
+            if category.value in self._cache.snapshots:
+                self._cache.checked_at[category.value] = time.monotonic()
+            else:  # still absent as far as readers know: ask again after the negative cache time
+                self._cache.mark_missing(category.value)
         finally:
             self._revalidating.discard(category.value)
 
@@ -228,7 +239,8 @@ class ManagerCore:
         if self._cache.is_known_missing(key):
             return True
         if self._cache.was_found_missing(key):
-            self._schedule_revalidation(key)  # its own mark_missing spaces the next one out
+            if time.monotonic() - self._cache.checked_at.get(key, 0.0) >= _MIN_RECHECK_SECONDS:
+                self._schedule_revalidation(key)
             return True
         return False
 
@@ -240,6 +252,11 @@ class ManagerCore:
             self._maybe_revalidate(snapshot.category.value)
             return snapshot
         cat = parse_category(category)
+        if cat.value != category and not force:  # an alias (`stable_diffusion`): look again by value
+            snapshot = self._cache.snapshots.get(cat.value)
+            if snapshot is not None:
+                self._maybe_revalidate(cat.value)
+                return snapshot
         if self._bus is not None:
             self._bus.wait_ready(self._bus.options.ready_timeout)
             return self._cache.snapshots.get(cat.value)
@@ -255,6 +272,11 @@ class ManagerCore:
             self._maybe_revalidate(snapshot.category.value)
             return snapshot
         cat = parse_category(category)
+        if cat.value != category and not force:  # an alias (`stable_diffusion`): look again by value
+            snapshot = self._cache.snapshots.get(cat.value)
+            if snapshot is not None:
+                self._maybe_revalidate(cat.value)
+                return snapshot
         if self._bus is not None:
             await anyio.to_thread.run_sync(self._bus.wait_ready, self._bus.options.ready_timeout)
             return self._cache.snapshots.get(cat.value)

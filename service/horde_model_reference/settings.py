@@ -163,7 +163,10 @@ def check_settings(settings: HordeModelReferenceSettings) -> HordeModelReference
     Raises `SettingsError` naming the variable that sets the offending value, as `load_settings`
     does (a Struct built in code is not checked against its bounds until then).
     """
-    tree: dict[str, Any] = msgspec.to_builtins(settings)
+    try:
+        tree: dict[str, Any] = msgspec.to_builtins(settings, enc_hook=_path_as_str)
+    except TypeError as exc:
+        raise SettingsError(ENV_PREFIX + "*", settings, f"settings of plain values ({exc})") from None
 
     def value_at(_variable: str, path: str) -> object:
         node: Any = tree
@@ -172,6 +175,12 @@ def check_settings(settings: HordeModelReferenceSettings) -> HordeModelReference
         return node
 
     return _convert(tree, value_at)
+
+
+def _path_as_str(value: object) -> str:
+    if isinstance(value, os.PathLike):
+        return str(os.fspath(value))
+    raise TypeError(f"{type(value).__name__} is not a setting value")
 
 
 def _convert(tree: dict[str, Any], value_of: Callable[[str, str], object]) -> HordeModelReferenceSettings:

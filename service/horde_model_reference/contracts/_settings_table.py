@@ -46,7 +46,7 @@ _SETTING_NOTES: dict[str, str] = {
     "text_github_repo.branch": "Branch of the text reference repository.",
     "provider_timeout_seconds": "Bound on one third-party provider; a slower one shows as `error`.",
     "negative_cache_seconds": "How long a missing category is remembered as missing (no I/O at all); "
-    "after that a read still answers at once and re-checks in the background.",
+    "after that a read still answers at once and re-checks in the background (at most once a second).",
     "redis.url": "Redis: `redis://[:password@]host:6379/0`, or `rediss://...` for TLS "
     "(CA file: `?ssl_ca_certs=/path/ca.pem`). The service stores its snapshots there (unset: snapshots "
     "over NATS request/reply only); a manager without the bus reading GitHub or a primary shares "

@@ -142,9 +142,10 @@ def path_filter(path: str, test: str) -> Filter | None:
     twice as fast per record as calling an `attrgetter` (CPython specialises the load), so one
     function is compiled per field and test, as `dataclasses` compiles its methods. Only a plain
     identifier is ever compiled: a nested path (`a__b`) or any other string returns None, and the
-    caller falls back to `path_getter`.
+    caller falls back to `path_getter`. Non-ASCII names are not compiled either (Python
+    normalises them in source, so the compiled read could name another attribute).
     """
-    if "__" in path or not path.isidentifier() or keyword.iskeyword(path):
+    if "__" in path or not (path.isascii() and path.isidentifier()) or keyword.iskeyword(path):
         return None
     namespace: dict[str, Any] = {}
     exec(f"def select(records, value):\n    return {_FILTERS[test].format(path)}\n", namespace)
