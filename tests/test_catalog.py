@@ -286,3 +286,35 @@ def test_an_unknown_value_of_a_skipped_record_does_not_stay_pending() -> None:
         decode_catalog("image_generation", msgspec.json.encode(later))
     unknown = [(entry["value"], entry["model"]) for entry in logs if entry["event"] == "unknown_value"]
     assert unknown == [("baseline_of_a_skipped_record", "later")]
+
+
+def test_unlisted_values_past_the_cache_limit_still_decode_and_memory_stays_bounded() -> None:
+    from horde_model_reference._open_enum import MAX_CACHED_UNLISTED, OpenStrEnum
+
+    class Probe(OpenStrEnum):
+        listed = "listed"
+
+    decoder = msgspec.json.Decoder(list[Probe])
+    values = ["listed"] + [f"v{i}" for i in range(MAX_CACHED_UNLISTED + 100)]
+    first = decoder.decode(msgspec.json.encode(values))
+    again = decoder.decode(msgspec.json.encode(values))
+    assert first == values and again == values
+    assert all(isinstance(member, Probe) for member in again)
+    assert len(Probe._value2member_map_) == 1 + MAX_CACHED_UNLISTED
+    assert again[1] is first[1], "a cached unlisted value is one shared object"
+    assert again[-1] is not first[-1], "past the limit each decode gets its own member"
+    assert msgspec.json.decode(msgspec.json.encode(again)) == values
+
+
+def test_unknown_values_are_logged_up_to_the_limit_then_once_that_it_is_reached() -> None:
+    from horde_model_reference._open_enum import MAX_CACHED_UNLISTED
+    from horde_model_reference.registries import _Registry
+
+    registry = _Registry("probe", ["known"])
+    with capture_logs() as logs:
+        for i in range(MAX_CACHED_UNLISTED + 50):
+            registry.warn_unknown(f"value-{i}", model=f"m{i}")
+        registry.warn_unknown("value-0", model="again")
+    events = [entry["event"] for entry in logs]
+    assert events.count("unknown_value") == MAX_CACHED_UNLISTED
+    assert events.count("unknown_values_limit") == 1

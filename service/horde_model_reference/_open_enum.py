@@ -15,10 +15,16 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["OpenStrEnum", "on_unlisted"]
+__all__ = ["MAX_CACHED_UNLISTED", "OpenStrEnum", "on_unlisted"]
+
+MAX_CACHED_UNLISTED = 1024
+"""Unlisted values cached per enum. Past it, each decode of another unlisted value gets a member of
+its own (still equal to its string, freed with the record), so a source sending ever-new values
+cannot grow memory without bound."""
 
 _LOCK = threading.Lock()
 _UNLISTED_HOOKS: dict[type[StrEnum], Callable[[str], None]] = {}
+_UNLISTED_CACHED: dict[type[StrEnum], int] = {}
 
 
 class OpenStrEnum(StrEnum):
@@ -36,7 +42,10 @@ class OpenStrEnum(StrEnum):
                     member = str.__new__(cls, value)
                     member._name_ = value
                     member._value_ = value
-                    cls._value2member_map_[value] = member
+                    cached = _UNLISTED_CACHED.get(cls, 0)
+                    if cached < MAX_CACHED_UNLISTED:
+                        cls._value2member_map_[value] = member
+                        _UNLISTED_CACHED[cls] = cached + 1
         hook = _UNLISTED_HOOKS.get(cls)
         if hook is not None:
             hook(value)

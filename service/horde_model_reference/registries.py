@@ -1,7 +1,8 @@
 """Known-value registries: image baselines, model styles, ControlNet styles, text backends.
 
 A value missing from a registry is not an error: a newer catalog must not break an older
-consumer. `warn_unknown` logs each unknown value once per (registry, value).
+consumer. `warn_unknown` logs each unknown value once per (registry, value), up to
+`MAX_CACHED_UNLISTED` values; then once that the limit is reached, and no more.
 
 Baselines and styles are open enums (`_open_enum`): records share one object per value, and a
 value this version does not list still decodes; it waits in its registry's `pending` set until
@@ -15,7 +16,7 @@ from enum import StrEnum
 
 import msgspec
 
-from horde_model_reference._open_enum import OpenStrEnum, on_unlisted
+from horde_model_reference._open_enum import MAX_CACHED_UNLISTED, OpenStrEnum, on_unlisted
 from horde_model_reference.logs import get_logger
 
 __all__ = [
@@ -110,6 +111,8 @@ class _Registry:
         self._values = set(values)
         self._reported: set[str] = set()
         self._pending: set[str] = set()
+        self._silenced = False
+        """Set once `MAX_CACHED_UNLISTED` values were reported: further unknown values are not logged."""
         self._lock = threading.Lock()
 
     def register(self, value: str) -> None:
@@ -143,8 +146,20 @@ class _Registry:
             self._pending.discard(value)
             if value in self._values or value in self._reported:
                 return
-            self._reported.add(value)
-        _log.warning("unknown_value", kind=self.kind, value=value, **context)
+            if len(self._reported) >= MAX_CACHED_UNLISTED:
+                if self._silenced:
+                    return
+                self._silenced = True
+                limit_reached = True
+            else:
+                self._reported.add(value)
+                limit_reached = False
+        if limit_reached:
+            _log.warning(
+                "unknown_values_limit", kind=self.kind, limit=MAX_CACHED_UNLISTED, value=value, **context
+            )
+        else:
+            _log.warning("unknown_value", kind=self.kind, value=value, **context)
 
 
 _BASELINE_DESCRIPTORS: dict[str, BaselineDescriptor] = {
