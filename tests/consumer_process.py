@@ -12,7 +12,7 @@ import sys
 
 from horde_model_reference.backends.filesystem import LocalReadOnlyBackend
 from horde_model_reference.manager import ModelReferenceManager
-from horde_model_reference.prefetch import PrefetchStrategy
+from horde_model_reference.manager.prefetch import PrefetchStrategy
 
 
 def main() -> int:

@@ -9,7 +9,7 @@ from horde_model_reference.backends.base import CategoryPayload
 from horde_model_reference.backends.filesystem import FileSystemBackend
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 from horde_model_reference.manager import ModelReferenceManager
-from horde_model_reference.prefetch import PrefetchStrategy
+from horde_model_reference.manager.prefetch import PrefetchStrategy
 
 
 class CountingBackend(FileSystemBackend):

@@ -15,7 +15,7 @@ from horde_model_reference.bus.connection import NatsAuth
 from horde_model_reference.bus.consumer import BusConsumer, BusOptions
 from horde_model_reference.cache import ChangeNotice, ReferenceCache
 from horde_model_reference.errors import BackendError
-from horde_model_reference.prefetch import DeferredPrefetchHandle
+from horde_model_reference.manager.prefetch import DeferredPrefetchHandle
 from horde_model_reference.supervisor import sole_exception
 
 pytestmark = [pytest.mark.anyio]

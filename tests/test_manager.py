@@ -27,7 +27,7 @@ from horde_model_reference.backends import filesystem as filesystem_module
 from horde_model_reference.backends.filesystem import FileSystemBackend
 from horde_model_reference.cache import ChangeNotice
 from horde_model_reference.manager import ModelReferenceManager
-from horde_model_reference.prefetch import PrefetchStrategy
+from horde_model_reference.manager.prefetch import PrefetchStrategy
 from manager_harness import backend_of, counting_manager
 
 IMAGE = MODEL_REFERENCE_CATEGORY.image_generation

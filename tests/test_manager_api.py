@@ -31,7 +31,7 @@ from horde_model_reference.backends.filesystem import atomic_write_bytes
 from horde_model_reference.categories import get_category_descriptor
 from horde_model_reference.errors import BackendError
 from horde_model_reference.manager import ModelReferenceManager
-from horde_model_reference.prefetch import PrefetchStrategy
+from horde_model_reference.manager.prefetch import PrefetchStrategy
 from manager_harness import CountingBackend, backend_of, counting_manager
 
 pytestmark = pytest.mark.usefixtures("manager_reset")

@@ -20,7 +20,7 @@ from bus_harness import consumer
 from horde_model_reference.bus.connection import NatsOptions, connect_nats
 from horde_model_reference.bus.events import Subjects
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, get_category_descriptor
-from horde_model_reference.cli_writes import add_write_parsers
+from horde_model_reference.cli.writes import add_write_parsers
 from horde_model_reference.fileio import atomic_write_bytes
 from horde_model_reference.legacy import convert_legacy_directory
 from horde_model_reference.writes.contracts import (

@@ -33,8 +33,8 @@ from horde_model_reference.errors import (
     SettingsError,
     UnknownCategoryError,
 )
-from horde_model_reference.manager import ModelReferenceManager
-from horde_model_reference.prefetch import DeferredPrefetchHandle, PrefetchStrategy
+from horde_model_reference.manager.api import ModelReferenceManager
+from horde_model_reference.manager.prefetch import DeferredPrefetchHandle, PrefetchStrategy
 from horde_model_reference.providers import *  # noqa: F403
 from horde_model_reference.providers import __all__ as _providers_all
 from horde_model_reference.query import *  # noqa: F403

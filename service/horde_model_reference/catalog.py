@@ -29,7 +29,6 @@ __all__ = [
     "decode_catalog",
     "decode_record",
     "encode_catalog",
-    "forget_decoders",
     "validate_catalog_bytes",
 ]
 
@@ -121,12 +120,6 @@ def _checked(category: MODEL_REFERENCE_CATEGORY, records: dict[str, GenericModel
     check = _KNOWN_VALUE_CHECKS.get(category)
     if check is not None:
         check(records)
-
-
-def forget_decoders() -> None:
-    """Drop cached decoders (after `register_record_type` changed a category's record type)."""
-    _catalog_decoder.cache_clear()
-    _record_decoder.cache_clear()
 
 
 def _field_of(message: str) -> str | None:

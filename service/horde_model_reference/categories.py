@@ -189,7 +189,7 @@ def parse_category(value: str | MODEL_REFERENCE_CATEGORY) -> MODEL_REFERENCE_CAT
         alias = _ALIASES.get(value) if isinstance(value, str) else None
         if alias is not None:
             return alias
-        raise UnknownCategoryError(value) from None
+        raise UnknownCategoryError(value, (c.value for c in MODEL_REFERENCE_CATEGORY)) from None
 
 
 def get_category_descriptor(category: str | MODEL_REFERENCE_CATEGORY) -> CategoryDescriptor:

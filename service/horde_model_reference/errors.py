@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
     "BackendError",
     "CatalogDecodeError",
@@ -24,12 +26,10 @@ class ModelReferenceError(Exception):
 class UnknownCategoryError(ModelReferenceError, ValueError):
     """A category name that is not one of `MODEL_REFERENCE_CATEGORY`."""
 
-    def __init__(self, value: object) -> None:
-        from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
-
+    def __init__(self, value: object, valid: Iterable[str] = ()) -> None:
         self.value = value
-        valid = ", ".join(c.value for c in MODEL_REFERENCE_CATEGORY)
-        super().__init__(f"unknown category {value!r}; valid categories: {valid}")
+        self.valid = tuple(valid)
+        super().__init__(f"unknown category {value!r}; valid categories: {', '.join(self.valid)}")
 
 
 class CategoryNotFoundError(ModelReferenceError, LookupError, RuntimeError):

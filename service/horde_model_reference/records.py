@@ -366,9 +366,6 @@ def register_record_type(
     if not (isinstance(record_type, type) and issubclass(record_type, GenericModelRecord)):
         raise TypeError(f"record type for {category!r} must subclass GenericModelRecord, got {record_type!r}")
     MODEL_RECORD_TYPE_LOOKUP[parse_category(category)] = record_type
-    from horde_model_reference.catalog import forget_decoders
-
-    forget_decoders()
 
 
 def record_type_for(category: str | MODEL_REFERENCE_CATEGORY) -> type[GenericModelRecord]:

@@ -7,7 +7,7 @@ payload bound, an unknown command or an undecodable body gets a `WriteErrorReply
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 import msgspec
@@ -19,16 +19,27 @@ from horde_model_reference.logs import get_logger
 from horde_model_reference.supervisor._nats import NatsLink
 from horde_model_reference.writes.contracts import (
     COMMAND_TYPES,
+    WriteCommand,
     WriteErrorReply,
+    WriteReply,
     decode_command,
     encode_message,
 )
 from horde_model_reference.writes.errors import PayloadTooLargeError, error_reply
+from horde_model_reference.writes.settings import WriteSettings
 
-if TYPE_CHECKING:
-    from horde_model_reference.writes.service import WriteService
+__all__ = ["WriteHandler", "serve_writes"]
 
-__all__ = ["serve_writes"]
+
+class WriteHandler(Protocol):
+    """What the responder needs of the write service: its settings and a command handler."""
+
+    settings: WriteSettings
+
+    async def handle(self, command: WriteCommand) -> WriteReply:
+        """Run one wire command and return its reply."""
+        ...
+
 
 _log = get_logger(__name__)
 _CONCURRENCY = 16
@@ -37,7 +48,7 @@ _ENVELOPE_BYTES = 64 * 1024
 
 
 async def serve_writes(
-    service: WriteService,
+    service: WriteHandler,
     link: NatsLink,
     subjects: Subjects,
     *,
@@ -57,7 +68,7 @@ async def serve_writes(
             await sub.unsubscribe()
 
 
-async def _answer(service: WriteService, link: NatsLink, msg: Msg, slots: anyio.Semaphore) -> None:
+async def _answer(service: WriteHandler, link: NatsLink, msg: Msg, slots: anyio.Semaphore) -> None:
     try:
         payload = await _reply(service, msg, link.max_payload)
         await link.respond(msg, payload)
@@ -67,7 +78,7 @@ async def _answer(service: WriteService, link: NatsLink, msg: Msg, slots: anyio.
         slots.release()
 
 
-async def _reply(service: WriteService, msg: Msg, max_payload: int) -> bytes:
+async def _reply(service: WriteHandler, msg: Msg, max_payload: int) -> bytes:
     command_name = msg.subject.rsplit(".", 1)[-1]
     if command_name not in COMMAND_TYPES:
         known = ", ".join(sorted(COMMAND_TYPES))

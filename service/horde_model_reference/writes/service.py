@@ -53,6 +53,7 @@ from horde_model_reference.writes.contracts import (
 from horde_model_reference.writes.errors import InvalidRequestError, error_code, error_reply
 from horde_model_reference.writes.handlers import _ENCODER, CommandHandlers
 from horde_model_reference.writes.queue import ChangeQueue
+from horde_model_reference.writes.responder import serve_writes
 from horde_model_reference.writes.settings import WriteSettings
 
 __all__ = ["WriteService"]
@@ -101,8 +102,6 @@ class WriteService(CommandHandlers):
         self, supervisor: Supervisor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """A `run_service` component: bind, recover interrupted applies, answer `<prefix>.write.*`."""
-        from horde_model_reference.writes.responder import serve_writes
-
         self.bind(supervisor)
         await self.recover()
         async with anyio.create_task_group() as tg:

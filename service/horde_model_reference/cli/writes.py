@@ -20,7 +20,7 @@ import msgspec
 
 from horde_model_reference.bus.connection import NatsOptions, connect_nats, nats_auth_from_settings
 from horde_model_reference.bus.events import Subjects
-from horde_model_reference.cli_bus import discover_nats_url
+from horde_model_reference.cli.bus import discover_nats_url
 from horde_model_reference.settings import load_settings
 from horde_model_reference.writes.contracts import (
     ApplyCommand,

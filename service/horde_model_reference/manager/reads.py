@@ -19,7 +19,7 @@ from horde_model_reference.errors import (
     ModelNotFoundError,
 )
 from horde_model_reference.logs import get_logger
-from horde_model_reference.manager_core import ManagerCore
+from horde_model_reference.manager.core import ManagerCore
 from horde_model_reference.names import name_candidates, validate_model_name
 from horde_model_reference.query.manager_api import ProviderQueryMixin
 from horde_model_reference.records import GenericModelRecord

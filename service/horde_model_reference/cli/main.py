@@ -15,9 +15,9 @@ from horde_model_reference.backends.base import ModelReferenceBackend
 from horde_model_reference.backends.filesystem import FileSystemBackend
 from horde_model_reference.bus.connection import nats_auth_from_settings
 from horde_model_reference.categories import get_category_descriptor
-from horde_model_reference.cli_bus import SERVICE_URL_FILE, add_bus_parsers
-from horde_model_reference.cli_show import add_show_parser, load_directory
-from horde_model_reference.cli_writes import add_write_parsers
+from horde_model_reference.cli.bus import SERVICE_URL_FILE, add_bus_parsers
+from horde_model_reference.cli.show import add_show_parser, load_directory
+from horde_model_reference.cli.writes import add_write_parsers
 from horde_model_reference.errors import ModelReferenceError
 from horde_model_reference.fileio import atomic_write_bytes
 from horde_model_reference.http import serve_http
@@ -27,7 +27,7 @@ from horde_model_reference.supervisor import ServiceConfig, Supervisor, run_serv
 from horde_model_reference.supervisor.service import Component
 from horde_model_reference.writes.service import WriteService
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main", "seed_base_path"]
 
 _log = get_logger(__name__)
 
@@ -179,7 +179,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hmr {args.command}: {exc}", file=sys.stderr)
         return 1
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

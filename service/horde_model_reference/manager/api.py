@@ -26,10 +26,10 @@ from horde_model_reference.cache import (
 )
 from horde_model_reference.integrations.popularity import PopularityMixin
 from horde_model_reference.logs import get_logger
-from horde_model_reference.manager_reads import ReadApi
-from horde_model_reference.manager_typed import TypedAccessMixin
+from horde_model_reference.manager.prefetch import DeferredPrefetchHandle, PrefetchStrategy
+from horde_model_reference.manager.reads import ReadApi
+from horde_model_reference.manager.typed import TypedAccessMixin
 from horde_model_reference.names import validate_model_name
-from horde_model_reference.prefetch import DeferredPrefetchHandle, PrefetchStrategy
 from horde_model_reference.settings import (
     HordeModelReferenceSettings,
     ReplicateMode,
