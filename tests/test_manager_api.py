@@ -28,7 +28,7 @@ from horde_model_reference import catalog as catalog_module
 from horde_model_reference.backends import filesystem as filesystem_module
 from horde_model_reference.backends.base import CategoryPayload
 from horde_model_reference.backends.filesystem import atomic_write_bytes
-from horde_model_reference.categories import get_category_descriptor
+from horde_model_reference.categories import canonical_categories, get_category_descriptor
 from horde_model_reference.errors import BackendError
 from horde_model_reference.manager import ModelReferenceManager
 from horde_model_reference.manager.prefetch import PrefetchStrategy
@@ -60,7 +60,9 @@ def test_every_sync_read_of_a_present_and_an_absent_category(catalog_dir: Path) 
     assert manager.get_model_names(IMAGE) == list(records)
     assert manager.get_model_names_or_none(IMAGE) == list(records)
     everything = manager.get_all_model_references()
-    assert set(everything) == {c for c in MODEL_REFERENCE_CATEGORY if (catalog_dir / _file(c)).exists()}
+    present = {c for c in MODEL_REFERENCE_CATEGORY if (catalog_dir / _file(c)).exists()}
+    assert set(everything) == present | set(canonical_categories())  # a missing canonical one is {}
+    assert all(everything[c] == {} for c in set(everything) - present)
     with_none = manager.get_all_model_references_or_none()
     assert set(with_none) == set(MODEL_REFERENCE_CATEGORY) and with_none[VIDEO] is None
     assert with_none[IMAGE] == everything[IMAGE] == records
@@ -314,7 +316,7 @@ def test_an_absent_category_costs_no_io_on_the_read_path_after_the_negative_cach
     time.sleep(0.3)
     me = threading.get_ident()
     before = len(backend.threads)
-    assert CLIP not in manager.get_all_model_references()
+    assert manager.get_all_model_references()[CLIP] == {}
     assert manager.get_model_reference_or_none(CLIP) is None
     assert manager.is_warm
     assert me not in backend.threads[before:], "a read fetched on the caller's thread"

@@ -43,6 +43,15 @@ _log = get_logger(__name__)
 _UNSET: Any = object()
 
 
+def _prefetch_strategy(value: PrefetchStrategy | str) -> PrefetchStrategy:
+    """`value` as a `PrefetchStrategy`; `ValueError` listing the valid ones otherwise."""
+    try:
+        return PrefetchStrategy(value)
+    except ValueError:
+        valid = ", ".join(strategy.value for strategy in PrefetchStrategy)
+        raise ValueError(f"prefetch_strategy must be one of: {valid}; got {value!r}") from None
+
+
 class ModelReferenceManager(PopularityMixin, TypedAccessMixin, ReadApi):
     """The model reference, read from a backend or kept current over the bus. A singleton.
 
@@ -104,7 +113,7 @@ class ModelReferenceManager(PopularityMixin, TypedAccessMixin, ReadApi):
         self._replicate_mode = given.get("replicate_mode") or settings.replicate_mode
         self._offline = bool(given.get("offline", settings.offline))
         self._base_path = Path(given.get("base_path") or settings.resolved_base_path())
-        self._prefetch_strategy = PrefetchStrategy(given.get("prefetch_strategy") or PrefetchStrategy.SYNC)
+        self._prefetch_strategy = _prefetch_strategy(given.get("prefetch_strategy") or PrefetchStrategy.LAZY)
         self._nats_url: str | None = given.get("nats_url", settings.nats.url)
         backend = given.get("backend")
         if backend is None and self._nats_url:
@@ -159,10 +168,13 @@ class ModelReferenceManager(PopularityMixin, TypedAccessMixin, ReadApi):
             current = self._requested[key]
             if key == "base_path" and value is not None:
                 value = Path(value)
+            if key == "prefetch_strategy":
+                value = _prefetch_strategy(value)
             if value != current and not (key == "backend" and value is current):
                 raise RuntimeError(
-                    f"ModelReferenceManager already exists with {key}={current!r}; "
-                    f"cannot construct it again with {key}={value!r} (call ModelReferenceManager.reset() first)"
+                    "ModelReferenceManager is a singleton and has already been instantiated with different "
+                    f"settings: existing {key}={current!r}; new {key}={value!r} "
+                    "(call ModelReferenceManager.reset() first)"
                 )
 
     def _start_prefetch(self, start_bus: bool) -> None:
@@ -188,6 +200,22 @@ class ModelReferenceManager(PopularityMixin, TypedAccessMixin, ReadApi):
             _log.exception("async_prefetch_failed")
         finally:
             self._async_warm_pending = False
+
+    def create_deferred_prefetch_handle(self, *, force_refresh: bool = False) -> DeferredPrefetchHandle:
+        """A new warm-up handle (it becomes `deferred_prefetch_handle`); nothing runs until it is triggered."""
+        handle = DeferredPrefetchHandle(self.warm_cache_async, force_refresh=force_refresh)
+        self._deferred_handle = handle
+        return handle
+
+    def ensure_ready(self, *, overwrite_existing: bool = False) -> None:
+        """Load every category now (blocking); afterwards `is_warm` is True and reads do no I/O."""
+        self.get_all_model_references_or_none(overwrite_existing)
+
+    async def ensure_ready_async(
+        self, *, overwrite_existing: bool = False, httpx_client: object = None
+    ) -> None:
+        """`ensure_ready` on the running loop (`httpx_client` is accepted as upstream's and unused)."""
+        await self.get_all_model_references_or_none_async(overwrite_existing)
 
     @classmethod
     def get_instance(cls) -> ModelReferenceManager:

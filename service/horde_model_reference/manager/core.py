@@ -66,8 +66,8 @@ class ManagerCore:
             return
         run_sync(self.warm_cache_async, force_refresh)
 
-    async def warm_cache_async(self, force_refresh: bool = False) -> None:
-        """Load and decode every canonical category concurrently."""
+    async def warm_cache_async(self, force_refresh: bool = False, *, httpx_client: object = None) -> None:
+        """Load and decode every canonical category concurrently (`httpx_client`: upstream's, unused)."""
         if self._bus is not None:
             await anyio.to_thread.run_sync(self._bus.wait_ready, self._bus.options.ready_timeout)
             return

@@ -11,7 +11,7 @@ from horde_model_reference._portal import run_sync
 from horde_model_reference.backends.base import CategoryPayload
 from horde_model_reference.cache import CategorySnapshot
 from horde_model_reference.catalog import validate_catalog_bytes
-from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, parse_category
+from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, get_category_descriptor, parse_category
 from horde_model_reference.errors import (
     BackendError,
     CatalogDecodeError,
@@ -21,7 +21,7 @@ from horde_model_reference.errors import (
 from horde_model_reference.logs import get_logger
 from horde_model_reference.manager.core import ManagerCore
 from horde_model_reference.names import name_candidates, validate_model_name
-from horde_model_reference.query.manager_api import ProviderQueryMixin
+from horde_model_reference.query.manager_api import ProviderQueryMixin, default_canonical_read
 from horde_model_reference.records import GenericModelRecord
 from horde_model_reference.source_consts import HORDE_SOURCE_ID, SourceSelector
 
@@ -35,10 +35,16 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
 
     # ----------------------------------------------------------------- reads
 
+    @default_canonical_read
     def get_all_model_references_or_none(
-        self, overwrite_existing: bool = False
+        self, overwrite_existing: bool = False, *, safe_mode: bool = False
     ) -> dict[MODEL_REFERENCE_CATEGORY, dict[str, GenericModelRecord] | None]:
-        """Every category: its records, or None when it has no catalog."""
+        """Every category: its records, or None when it has no catalog.
+
+        Queries and multi-source reads take their canonical records from this method (and its
+        async twin) when an instance or subclass overrides it, as upstream's do. `safe_mode` is
+        accepted for upstream's callers: a category that fails to load is logged and reads None.
+        """
         if overwrite_existing or not self.is_warm:
             self.warm_cache(force_refresh=overwrite_existing)
         return {category: self.get_model_reference_or_none(category) for category in MODEL_REFERENCE_CATEGORY}
@@ -46,14 +52,17 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
     def get_all_model_references(
         self, overwrite_existing: bool = False
     ) -> dict[MODEL_REFERENCE_CATEGORY, dict[str, GenericModelRecord]]:
-        """Every category that has a catalog, with its records."""
-        everything = self.get_all_model_references_or_none(overwrite_existing)
-        return {category: records for category, records in everything.items() if records is not None}
+        """Every category with its records; a canonical category without a catalog maps to `{}`.
 
+        Categories managed elsewhere (LoRA, TI) appear only when they have records (as upstream).
+        """
+        return _present(self.get_all_model_references_or_none(overwrite_existing))
+
+    @default_canonical_read
     async def get_all_model_references_or_none_async(
-        self, overwrite_existing: bool = False
+        self, overwrite_existing: bool = False, *, safe_mode: bool = False, httpx_client: object = None
     ) -> dict[MODEL_REFERENCE_CATEGORY, dict[str, GenericModelRecord] | None]:
-        """Async `get_all_model_references_or_none`."""
+        """Async `get_all_model_references_or_none` (`httpx_client` is accepted as upstream's, unused)."""
         if overwrite_existing or not self.is_warm:
             await self.warm_cache_async(overwrite_existing)
         result: dict[MODEL_REFERENCE_CATEGORY, dict[str, GenericModelRecord] | None] = {}
@@ -62,11 +71,10 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
         return result
 
     async def get_all_model_references_async(
-        self, overwrite_existing: bool = False
+        self, overwrite_existing: bool = False, *, httpx_client: object = None
     ) -> dict[MODEL_REFERENCE_CATEGORY, dict[str, GenericModelRecord]]:
         """Async `get_all_model_references`."""
-        everything = await self.get_all_model_references_or_none_async(overwrite_existing)
-        return {category: records for category, records in everything.items() if records is not None}
+        return _present(await self.get_all_model_references_or_none_async(overwrite_existing))
 
     def get_model_reference_or_none(
         self,
@@ -350,6 +358,23 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
 
 _UNAVAILABLE = (CategoryNotFoundError, BackendError, CatalogDecodeError)
 """What `model_reference_to_json_dict_safe` turns into None."""
+
+
+def _present(
+    everything: dict[MODEL_REFERENCE_CATEGORY, dict[str, GenericModelRecord] | None],
+) -> dict[MODEL_REFERENCE_CATEGORY, dict[str, GenericModelRecord]]:
+    """Upstream's view of every category: a missing canonical category is `{}`, not absent."""
+    result: dict[MODEL_REFERENCE_CATEGORY, dict[str, GenericModelRecord]] = {}
+    missing: list[str] = []
+    for category, records in everything.items():
+        if records is not None:
+            result[category] = records
+        elif not get_category_descriptor(category).managed_elsewhere:
+            result[category] = {}
+            missing.append(category.value)
+    if missing:
+        _log.warning("categories_missing", categories=missing)
+    return result
 
 
 def _log_unavailable(category: object, exc: Exception) -> None:

@@ -14,6 +14,10 @@ sequence of ids whose order is precedence. An id that is not registered raises `
 
 With providers selected, every source (canonical included) is read concurrently and isolated: a
 failure shows as `"error"` in `source_status()`. A canonical-only read raises the host's errors.
+Canonical records come from the host's snapshots, unless an instance attribute or a subclass
+overrides `get_all_model_references_or_none` (sync reads) or its `_async` twin (async reads):
+then queries and multi-source reads take them from the override, as upstream's do (consumers'
+tests patch it to feed queries). The check costs one attribute read per query, not per record.
 Sync reads with providers run on the shared background loop (`_portal.run_sync`); async callers
 use `await query.fetch()` / `to_list_async()` or `_merged_records_async` on their own loop.
 """
@@ -21,14 +25,20 @@ use `await query.fetch()` / `to_list_async()` or `_merged_records_async` on thei
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 from horde_model_reference._portal import run_sync
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, all_categories, parse_category
 from horde_model_reference.providers.base import ModelProvider
-from horde_model_reference.providers.gather import SourceRead, merge_first_wins, read_sources, single_source
+from horde_model_reference.providers.gather import (
+    CanonicalReader,
+    SourceRead,
+    merge_first_wins,
+    read_sources,
+    single_source,
+)
 from horde_model_reference.providers.registry import ModelProviderRegistry
 from horde_model_reference.query.builder import ModelQuery
 from horde_model_reference.query.namespaces import (
@@ -65,7 +75,7 @@ from horde_model_reference.source_consts import (
     normalize_source_selector,
 )
 
-__all__ = ["DEFAULT_PROVIDER_TIMEOUT_SECONDS", "ProviderQueryMixin"]
+__all__ = ["DEFAULT_PROVIDER_TIMEOUT_SECONDS", "ProviderQueryMixin", "default_canonical_read"]
 
 DEFAULT_PROVIDER_TIMEOUT_SECONDS = 10.0
 """Used when the host has no `_provider_timeout`."""
@@ -79,6 +89,10 @@ _QUERY_TYPES: dict[MODEL_REFERENCE_CATEGORY, type[ModelQuery[Any, Any]]] = {
     _C.controlnet: ControlNetQuery,
 }
 Records = Mapping[str, GenericModelRecord]
+_F = TypeVar("_F", bound=Callable[..., Any])
+_ALL_SYNC = "get_all_model_references_or_none"
+_ALL_ASYNC = "get_all_model_references_or_none_async"
+_DEFAULT_READ = "_hmr_default_canonical_read"
 
 
 class _CategoryLoader:
@@ -95,12 +109,12 @@ class _CategoryLoader:
 
     def load(self) -> SourceRead:
         if self._source_ids == _CANONICAL_ONLY:
-            return single_source(HORDE_SOURCE_ID, self._host._canonical_records_sync(self._category))
-        return run_sync(self.load_async)
+            return single_source(HORDE_SOURCE_ID, self._host._canonical_sync(self._category))
+        return self._host._read_sources_sync(self._category, self._source_ids)
 
     async def load_async(self) -> SourceRead:
         if self._source_ids == _CANONICAL_ONLY:
-            return single_source(HORDE_SOURCE_ID, await self._host._canonical_records_async(self._category))
+            return single_source(HORDE_SOURCE_ID, await self._host._canonical_async(self._category))
         return await self._host._read_sources_async(self._category, self._source_ids)
 
 
@@ -113,10 +127,43 @@ class _AllCategoriesLoader:
         self._host = host
 
     def load(self) -> SourceRead:
+        override = _override(self._host, _ALL_SYNC)
+        if override is not None:
+            everything = override(overwrite_existing=False)
+            return _all_categories([everything.get(c) for c in all_categories()])
         return _all_categories([self._host._canonical_records_sync(c) for c in all_categories()])
 
     async def load_async(self) -> SourceRead:
+        override = _override(self._host, _ALL_ASYNC)
+        if override is not None:
+            everything = await override(overwrite_existing=False)
+            return _all_categories([everything.get(c) for c in all_categories()])
         return _all_categories([await self._host._canonical_records_async(c) for c in all_categories()])
+
+
+def _override(host: object, name: str) -> Callable[..., Any] | None:
+    """`host.<name>` when an instance attribute or a subclass replaces the default implementation.
+
+    Consumers' tests patch `get_all_model_references_or_none[_async]` on the manager to feed
+    queries, as upstream's queries read through them; the defaults carry `_DEFAULT_READ`.
+    """
+    bound = getattr(host, name, None)
+    if bound is None or getattr(getattr(bound, "__func__", bound), _DEFAULT_READ, False):
+        return None
+    return cast("Callable[..., Any]", bound)
+
+
+def default_canonical_read(func: _F) -> _F:
+    """Mark `func` as the default `get_all_model_references_or_none[_async]` (not an override)."""
+    setattr(func, _DEFAULT_READ, True)
+    return func
+
+
+def _constant(records: Records | None) -> CanonicalReader:
+    async def read(category: MODEL_REFERENCE_CATEGORY) -> Records | None:
+        return records
+
+    return read
 
 
 def _all_categories(per_category: list[Records | None]) -> SourceRead:
@@ -166,6 +213,44 @@ class ProviderQueryMixin:
 
     # -- reading ------------------------------------------------------------------------------
 
+    def _canonical_sync(
+        self, category: MODEL_REFERENCE_CATEGORY, force_refresh: bool = False
+    ) -> Records | None:
+        """The canonical records of `category`: through an override of
+        `get_all_model_references_or_none` when there is one (as upstream), else the snapshot."""
+        override = _override(self, _ALL_SYNC)
+        if override is None:
+            return self._canonical_records_sync(category)
+        records: Records | None = override(overwrite_existing=force_refresh).get(category)
+        return records
+
+    async def _canonical_async(
+        self, category: MODEL_REFERENCE_CATEGORY, force_refresh: bool = False
+    ) -> Records | None:
+        """`_canonical_sync` on the running loop, through `get_all_model_references_or_none_async`."""
+        override = _override(self, _ALL_ASYNC)
+        if override is None:
+            return await self._canonical_records_async(category)
+        records: Records | None = (await override(overwrite_existing=force_refresh)).get(category)
+        return records
+
+    def _read_sources_sync(
+        self, category: MODEL_REFERENCE_CATEGORY, source_ids: tuple[str, ...], *, force_refresh: bool = False
+    ) -> SourceRead:
+        """`_read_sources_async` from sync code, on the background loop.
+
+        An overridden sync `get_all_model_references_or_none` is called here, on the caller's
+        thread (as upstream's sync reads call it), before the providers are read.
+        """
+        canonical: CanonicalReader | None = None
+        override = _override(self, _ALL_SYNC)
+        if override is not None and HORDE_SOURCE_ID in source_ids:
+            canonical = _constant(override(overwrite_existing=force_refresh).get(category))
+        read = partial(
+            self._read_sources_async, category, source_ids, force_refresh=force_refresh, canonical=canonical
+        )
+        return run_sync(read)
+
     def _resolve_sources(self, source: SourceSelector) -> tuple[str, ...]:
         """The concrete ids a selector reads, in precedence order (`"any"` expanded)."""
         if source == HORDE_SOURCE_ID:
@@ -187,14 +272,19 @@ class ProviderQueryMixin:
         return tuple(ordered)
 
     async def _read_sources_async(
-        self, category: MODEL_REFERENCE_CATEGORY, source_ids: tuple[str, ...], *, force_refresh: bool = False
+        self,
+        category: MODEL_REFERENCE_CATEGORY,
+        source_ids: tuple[str, ...],
+        *,
+        force_refresh: bool = False,
+        canonical: CanonicalReader | None = None,
     ) -> SourceRead:
         """Read resolved `source_ids` for `category` concurrently, each failure isolated."""
         return await read_sources(
             category,
             source_ids,
             registry=self.provider_registry,
-            canonical=self._canonical_records_async,
+            canonical=canonical or partial(self._canonical_async, force_refresh=force_refresh),
             default_timeout=getattr(self, "_provider_timeout", DEFAULT_PROVIDER_TIMEOUT_SECONDS),
             force_refresh=force_refresh,
         )
@@ -214,9 +304,8 @@ class ProviderQueryMixin:
         cat = parse_category(category)
         source_ids = self._resolve_sources(source)
         if source_ids == _CANONICAL_ONLY:
-            return self._canonical_records_sync(cat)
-        read = run_sync(partial(self._read_sources_async, cat, source_ids, force_refresh=force_refresh))
-        return merge_first_wins(read) or None
+            return self._canonical_sync(cat, force_refresh)
+        return merge_first_wins(self._read_sources_sync(cat, source_ids, force_refresh=force_refresh)) or None
 
     async def _merged_records_async(
         self,
@@ -229,7 +318,7 @@ class ProviderQueryMixin:
         cat = parse_category(category)
         source_ids = self._resolve_sources(source)
         if source_ids == _CANONICAL_ONLY:
-            return await self._canonical_records_async(cat)
+            return await self._canonical_async(cat, force_refresh)
         read = await self._read_sources_async(cat, source_ids, force_refresh=force_refresh)
         return merge_first_wins(read) or None
 
