@@ -54,8 +54,9 @@ def test_show_lists_names_and_prints_a_record(capsys: pytest.CaptureFixture[str]
             "no video_generation catalog",
         ),
         (["show", "--legacy", str(EXAMPLES), "--category", "clip", "--model", "nope"], 1, "no model 'nope'"),
-        (["status", "--base-path", "/nonexistent/base"], 2, "no NATS URL"),
-        (["watch", "--base-path", "/nonexistent/base"], 2, "no NATS URL"),
+        (["status", "--base-path", "/nonexistent/base"], 2, "no service is running under /nonexistent/base"),
+        (["watch", "--base-path", "/nonexistent/base"], 2, "no service is running under /nonexistent/base"),
+        (["changes", "--base-path", "/nonexistent/base"], 2, "no service is running under /nonexistent/base"),
     ],
 )
 def test_bad_input_is_a_clear_error(

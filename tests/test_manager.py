@@ -197,7 +197,7 @@ def test_corrupt_file_keeps_last_good_data(catalog_dir: Path) -> None:
     with capture_logs() as logs:
         after = manager.get_model_reference(IMAGE, overwrite_existing=True)
     assert after == before
-    assert any(entry["event"] == "catalog_unreadable" for entry in logs)
+    assert any(entry["event"] == "catalog_rejected" for entry in logs)
 
 
 def test_deleted_file_keeps_last_good_data(catalog_dir: Path) -> None:

@@ -473,7 +473,7 @@ async def test_corrupt_file_publishes_nothing_and_the_last_good_snapshot_is_kept
             _write(base / "clip.json", V2)
             assert (await _next(sub)).revision == 2
     await store.aclose()
-    assert any(e["event"] == "catalog_unreadable" and e["log_level"] == "error" for e in logs)
+    assert any(e["event"] == "catalog_rejected" and e["log_level"] == "error" for e in logs)
 
 
 async def test_undecodable_bytes_from_a_backend_are_rejected_by_the_actor(

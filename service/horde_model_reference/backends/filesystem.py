@@ -2,7 +2,9 @@
 
 A fetch costs one `stat` when the file has not changed (the cached payload is returned), so
 polling every half second is cheap. A file that becomes unreadable or corrupt never replaces good
-data: the last good payload is returned and the error is logged. Writes are atomic: a temporary
+data, and it is not hidden either: the fetch raises `BackendError` (the caller keeps what it holds
+and reports the error). A corrupt version of the file raises once; later fetches of the same,
+unchanged file return the last good payload until the file changes again. Writes are atomic: a temporary
 file in the same directory, fsync, rename, fsync of the directory.
 """
 
@@ -75,20 +77,27 @@ class FileSystemBackend:
                 _log.warning("catalog_file_missing", category=category.value, path=path, kept="last good")
             return last_good
         except OSError as exc:
-            return self._keep_last_good(category, last_good, f"cannot stat {path}: {exc}")
+            raise self._unreadable(category, last_good, f"cannot stat {path}: {exc}") from exc
         signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
         if not force_refresh and last_good is not None and self._signatures.get(category) == signature:
             return last_good
         try:
             data = read_trimmed_bytes(path)
         except OSError as exc:
-            return self._keep_last_good(category, last_good, f"cannot read {path}: {exc}")
+            raise self._unreadable(category, last_good, f"cannot read {path}: {exc}") from exc
         try:
             decoded = decode_catalog(category, data, source=path)
         except CatalogDecodeError as exc:
-            with self._lock:
+            with self._lock:  # this version of the file is reported once
                 self._signatures[category] = signature
-            return self._keep_last_good(category, last_good, str(exc))
+            _log.error(
+                "catalog_rejected",
+                category=category.value,
+                path=path,
+                reason=str(exc),
+                caller_keeps_last_good=last_good is not None,
+            )
+            raise BackendError(self.name, category.value, str(exc)) from exc
         payload = CategoryPayload.from_bytes(category, data, source=path, decoded=decoded)
         with self._lock:
             self._payloads[category] = payload
@@ -97,15 +106,16 @@ class FileSystemBackend:
             self._notify(category)
         return payload
 
-    def _keep_last_good(
+    def _unreadable(
         self, category: MODEL_REFERENCE_CATEGORY, last_good: CategoryPayload | None, reason: str
-    ) -> CategoryPayload | None:
+    ) -> BackendError:
         _log.error(
-            "catalog_unreadable", category=category.value, reason=reason, kept_last_good=last_good is not None
+            "catalog_unreadable",
+            category=category.value,
+            reason=reason,
+            caller_keeps_last_good=last_good is not None,
         )
-        if last_good is None:
-            raise BackendError(self.name, category.value, reason)
-        return last_good
+        return BackendError(self.name, category.value, reason)
 
     async def fetch_all(
         self, *, force_refresh: bool = False

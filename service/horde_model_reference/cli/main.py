@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import os
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -14,8 +16,8 @@ from anyio.abc import TaskStatus
 from horde_model_reference.backends.base import ModelReferenceBackend
 from horde_model_reference.backends.filesystem import FileSystemBackend
 from horde_model_reference.bus.connection import nats_auth_from_settings
-from horde_model_reference.categories import get_category_descriptor
-from horde_model_reference.cli.bus import SERVICE_URL_FILE, add_bus_parsers
+from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, get_category_descriptor
+from horde_model_reference.cli.bus import SERVICE_URL_FILE, NoServiceUrlError, add_bus_parsers
 from horde_model_reference.cli.show import add_show_parser, load_directory
 from horde_model_reference.cli.writes import add_write_parsers
 from horde_model_reference.errors import ModelReferenceError
@@ -27,7 +29,7 @@ from horde_model_reference.supervisor import ServiceConfig, Supervisor, run_serv
 from horde_model_reference.supervisor.service import Component
 from horde_model_reference.writes.service import WriteService
 
-__all__ = ["build_parser", "main", "seed_base_path"]
+__all__ = ["BasePathError", "build_parser", "main", "prepare_base_path", "seed_base_path"]
 
 _log = get_logger(__name__)
 
@@ -77,13 +79,52 @@ async def _serve(
         raise sole_exception(group) from None
 
 
+class BasePathError(ModelReferenceError):
+    """`hmr serve`'s base path cannot be created or written."""
+
+    def __init__(self, base_path: Path, reason: str) -> None:
+        self.base_path = base_path
+        self.reason = reason
+        super().__init__(f"cannot use the base path {base_path}: {reason}")
+
+
+def prepare_base_path(base_path: Path) -> None:
+    """Create `base_path` (warning that it did not exist) and its `.hmr` state directory.
+
+    Raises `BasePathError` when either cannot be created (a file in the way, no permission).
+    """
+    existed = base_path.is_dir()
+    try:
+        (base_path / ".hmr").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BasePathError(base_path, exc.strerror or str(exc)) from None
+    if not os.access(base_path / ".hmr", os.W_OK):
+        raise BasePathError(base_path, f"{base_path / '.hmr'} is not writable")
+    if not existed:
+        _log.warning("base_path_created", base_path=str(base_path), reason="it did not exist")
+
+
+def _warn_if_empty(base_path: Path, mode: str) -> None:
+    if mode != ReplicateMode.PRIMARY:
+        return
+    if not any(
+        (base_path / get_category_descriptor(c).v2_filename).is_file() for c in MODEL_REFERENCE_CATEGORY
+    ):
+        _log.warning(
+            "base_path_empty",
+            base_path=str(base_path),
+            hint="no catalog file: no category is served until one is written there (or use --seed-from)",
+        )
+
+
 def _run_serve(args: argparse.Namespace) -> int:
     settings = load_settings()
     base_path = Path(args.base_path) if args.base_path else settings.resolved_base_path()
-    base_path.mkdir(parents=True, exist_ok=True)
+    prepare_base_path(base_path)
     if args.seed_from:
         written = seed_base_path(base_path, Path(args.seed_from))
         _log.info("base_path_seeded", base_path=str(base_path), seed_from=args.seed_from, files=written)
+    _warn_if_empty(base_path, args.mode)
     config = ServiceConfig(
         data_dir=str(base_path / ".hmr"),
         nats_url=args.nats_url or settings.nats.url,
@@ -148,6 +189,13 @@ def _add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     serve.set_defaults(func=_run_serve)
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("horde-model-reference")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `hmr` argument parser."""
     parser = argparse.ArgumentParser(prog="hmr", description="The AI-Horde model reference on an event bus.")
@@ -155,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-json", action="store_true", default=None, help="log JSON lines (default: when not a TTY)"
     )
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_serve_parser(subparsers)
     add_bus_parsers(subparsers)
@@ -164,18 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `hmr`."""
-    try:
-        parser = build_parser()
-    except ModelReferenceError as exc:
-        print(f"hmr: {exc}", file=sys.stderr)
-        return 1
-    args = parser.parse_args(argv)
+    """Entry point of `hmr`: settings are read by the command that runs, so `--help` always works."""
+    args = build_parser().parse_args(argv)
     quiet_by_default = args.command != "serve"
-    configure_logging(json=args.log_json, level=args.log_level or ("WARNING" if quiet_by_default else None))
+    configure_logging(json=args.log_json, level=args.log_level or ("ERROR" if quiet_by_default else None))
     try:
         code: int = args.func(args)
+    except NoServiceUrlError as exc:
+        print(f"hmr {args.command}: {exc}", file=sys.stderr)
+        return 2
     except ModelReferenceError as exc:
         print(f"hmr {args.command}: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
     return code

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from datetime import datetime
@@ -18,10 +19,16 @@ from pathlib import Path
 import anyio
 import msgspec
 
-from horde_model_reference.bus.connection import NatsOptions, connect_nats, nats_auth_from_settings
+from horde_model_reference.bus.connection import redact_url
 from horde_model_reference.bus.events import Subjects
-from horde_model_reference.cli.bus import discover_nats_url
-from horde_model_reference.settings import load_settings
+from horde_model_reference.cli.bus import (
+    ServiceUrl,
+    add_common_bus_options,
+    bus_client,
+    require_service_url,
+    subject_prefix,
+)
+from horde_model_reference.errors import ModelReferenceError
 from horde_model_reference.writes.contracts import (
     ApplyCommand,
     ApplyResult,
@@ -46,9 +53,20 @@ from horde_model_reference.writes.contracts import (
     encode_message,
 )
 
-__all__ = ["API_KEY_VARIABLE", "add_write_parsers"]
+__all__ = ["API_KEY_VARIABLE", "RecordFileError", "add_write_parsers"]
 
 API_KEY_VARIABLE = "HORDE_MODEL_REFERENCE_API_KEY"
+
+
+class RecordFileError(ModelReferenceError, ValueError):
+    """`hmr propose --record FILE`: the file cannot be read or is not JSON."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path} {problem}")
+
+
 _COMMAND_NAMES = {
     ProposeCommand: "propose",
     ListChangesCommand: "changes",
@@ -116,40 +134,28 @@ def _format(reply: WriteReply) -> str:
     return repr(reply)
 
 
-async def _send(url: str, prefix: str, command: WriteCommand, timeout: float) -> bytes | None:
-    auth = nats_auth_from_settings(load_settings().nats)
-    closing = False
-    with anyio.fail_after(timeout + 5):
-        nc = await connect_nats(
-            NatsOptions(url=url, name="hmr-writes", auth=auth), is_closing=lambda: closing
-        )
-    try:
-        msg = await nc.request(
-            Subjects(prefix).write(_COMMAND_NAMES[type(command)]), encode_message(command), timeout=timeout
-        )
+async def _send(target: ServiceUrl, prefix: str, command: WriteCommand, timeout: float) -> bytes | None:
+    async with bus_client(target, "hmr-writes", timeout) as nc:
+        try:
+            msg = await nc.request(
+                Subjects(prefix).write(_COMMAND_NAMES[type(command)]),
+                encode_message(command),
+                timeout=timeout,
+            )
+        except Exception as exc:
+            print(
+                f"no answer from the service on {redact_url(target.url)} within {timeout:g}s: "
+                f"{type(exc).__name__} (is `hmr serve` running?)",
+                file=sys.stderr,
+            )
+            return None
         data: bytes = msg.data
         return data
-    except Exception as exc:
-        print(
-            f"no answer from the service on {url}: {type(exc).__name__} (is `hmr serve` running?)",
-            file=sys.stderr,
-        )
-        return None
-    finally:
-        closing = True
-        with anyio.move_on_after(2, shield=True):
-            await nc.close()
 
 
-def _run(args: argparse.Namespace, command: WriteCommand) -> int:
-    url = discover_nats_url(args.nats_url, args.base_path)
-    if url is None:
-        print(
-            f"hmr {args.command}: no NATS URL (use --nats-url, HORDE_MODEL_REFERENCE_NATS__URL, or --base-path)",
-            file=sys.stderr,
-        )
-        return 2
-    data = anyio.run(_send, url, args.subject_prefix, command, args.timeout)
+def _run(args: argparse.Namespace, command: WriteCommand, print_id: bool = False) -> int:
+    target = require_service_url(args.nats_url, args.base_path)
+    data = anyio.run(_send, target, subject_prefix(args), command, args.timeout)
     if data is None:
         return 1
     try:
@@ -160,7 +166,9 @@ def _run(args: argparse.Namespace, command: WriteCommand) -> int:
     if isinstance(reply, WriteErrorReply):
         print(f"hmr {args.command}: {reply.code}: {reply.message}", file=sys.stderr)
         return 1
-    if args.json:
+    if print_id and isinstance(reply, ChangeReply):
+        print(reply.change.change_id)
+    elif args.json:
         sys.stdout.write(msgspec.json.format(data, indent=2).decode() + "\n")
     else:
         print(_format(reply))
@@ -172,10 +180,30 @@ def _key(args: argparse.Namespace) -> str | None:
 
 
 def _read_record(source: str | None) -> msgspec.Raw | msgspec.UnsetType:
+    """The record file's JSON (`-`: stdin); `RecordFileError` names the file and where it is malformed."""
     if source is None:
         return msgspec.UNSET
-    data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    name = "<stdin>" if source == "-" else source
+    try:
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as exc:
+        raise RecordFileError(name, f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise RecordFileError(name, _where(data, str(exc))) from None
     return msgspec.Raw(data.strip())
+
+
+def _where(data: bytes, message: str) -> str:
+    """msgspec's `... (byte N)` as a line and column of the file."""
+    found = re.search(r"\(byte (\d+)\)", message)
+    if found is None:
+        return f"is not valid JSON: {message}"
+    offset = int(found[1])
+    line = data.count(b"\n", 0, offset) + 1
+    column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+    return f"is not valid JSON at line {line}, column {column}: {message[: found.start()].strip()}"
 
 
 def _time(value: str) -> float:
@@ -186,22 +214,30 @@ def _time(value: str) -> float:
 
 
 def _propose(args: argparse.Namespace) -> int:
+    operation = Operation(args.operation)
+    if operation is not Operation.create and args.base_revision is None and args.base_digest is None:
+        print(
+            f"hmr propose: {operation.value} needs --base-revision N (the category's revision, "
+            "from `hmr status`) or --base-digest D (the record's digest, from `hmr changes ID`)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         record = _read_record(args.record)
-    except OSError as exc:
-        print(f"hmr propose: cannot read the record: {exc}", file=sys.stderr)
+    except RecordFileError as exc:
+        print(f"hmr propose: {exc}", file=sys.stderr)
         return 2
     command = ProposeCommand(
         api_key=_key(args),
         category=args.category,
         name=args.name,
-        operation=Operation(args.operation),
+        operation=operation,
         record=record,
         base_revision=args.base_revision,
         base_digest=args.base_digest,
         notes=args.notes,
     )
-    return _run(args, command)
+    return _run(args, command, print_id=args.print_id)
 
 
 def _changes(args: argparse.Namespace) -> int:
@@ -257,13 +293,8 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _common(parser: argparse.ArgumentParser, timeout: float = 10.0) -> None:
-    parser.add_argument("--nats-url", help="NATS URL (default: the setting, else the one `hmr serve` wrote)")
-    parser.add_argument("--base-path", help="the service's base path, to find an embedded NATS server")
-    parser.add_argument(
-        "--subject-prefix", default=load_settings().nats.subject_prefix, help="subject prefix"
-    )
+    add_common_bus_options(parser, timeout)
     parser.add_argument("--api-key", help=f"API key (default: ${API_KEY_VARIABLE}; prefer the variable)")
-    parser.add_argument("--timeout", type=float, default=timeout, help="seconds to wait for the reply")
     parser.add_argument("--json", action="store_true", help="print the raw reply as JSON")
 
 
@@ -280,6 +311,11 @@ def add_write_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         "--base-digest", help="the record digest the change is based on (see `hmr changes ID`)"
     )
     propose.add_argument("--notes", help="a note for the approvers")
+    propose.add_argument(
+        "--print-id",
+        action="store_true",
+        help="print only the new change's id (for scripts: id=$(hmr propose ...))",
+    )
     _common(propose)
     propose.set_defaults(func=_propose)
 
