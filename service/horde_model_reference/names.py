@@ -3,27 +3,52 @@
 A model name is `model` or `org/model` (text model ids), optionally behind a text backend prefix
 (`koboldcpp/`, `aphrodite/`): workers report text models under those prefixed names, and the
 catalog keys them without the prefix. Anything that could be read as a path is refused, by every
-read that takes a name and by the write path.
+read that takes a name and by the write path, and so is anything that could pass for another
+name (the look-alike rules below).
+
+Look-alikes, refused everywhere (`validate_model_name`):
+
+- a name that NFKC normalisation changes (fullwidth letters, ligatures, the micro sign, the
+  no-break space, the one-dot leader, ...): the name a reader types is the NFKC form;
+- control, format, private-use, surrogate and unassigned characters (U+0085, the zero-width
+  space, bidi overrides, ...), line and paragraph separators, and every space but U+0020;
+- outside ASCII, anything but letters, digits and combining marks: no look-alikes of `/`, `\\`,
+  `-`, `.` (the division slash, the fraction slash, the hyphen U+2010, ...);
+- letters of more than one of the Latin, Greek and Cyrillic scripts in one name (`Stable` with a
+  Cyrillic U+0430 for its `a`); a name wholly in one script (or in any other script) is fine.
 """
 
 from __future__ import annotations
 
+import unicodedata
+
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 from horde_model_reference.errors import InvalidModelNameError
 
-__all__ = ["MAX_NAME_LENGTH", "TEXT_BACKEND_PREFIXES", "name_candidates", "validate_model_name"]
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "TEXT_BACKEND_PREFIXES",
+    "backend_prefix_of",
+    "name_candidates",
+    "validate_model_name",
+]
 
 TEXT_BACKEND_PREFIXES = ("aphrodite/", "koboldcpp/")
 """Prefixes of the names text workers report (`koboldcpp/org/model`), absent from catalog keys."""
 
 MAX_NAME_LENGTH = 256
 
+_SLASH_LOOKALIKES = frozenset("\u2044\u2215\u29f8\uff0f\u2571\u27cb\u2e4a\u3033\u1735\u0337\u0338")
+"""Characters that read as `/`: refused with a message saying so (NFKC keeps most of them)."""
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_CONFUSABLE_SCRIPTS = ("LATIN", "GREEK", "CYRILLIC")
+
 
 def validate_model_name(name: object) -> str:
     """Return `name` when it is a model name; raise `InvalidModelNameError` naming what is wrong.
 
     Refused: a leading `/`, `..`, an empty or `.` part, a second `/` (after a text backend prefix),
-    a backslash, a NUL, and names over 256 characters.
+    a backslash, names over 256 characters, and look-alikes (see the module's docstring).
     """
     if not isinstance(name, str) or not name:
         raise InvalidModelNameError(name, "must be a non-empty string")
@@ -31,6 +56,8 @@ def validate_model_name(name: object) -> str:
         raise InvalidModelNameError(name, f"longer than {MAX_NAME_LENGTH} characters ({len(name)})")
     if "\x00" in name or "\\" in name:
         raise InvalidModelNameError(name, "contains a NUL or a backslash")
+    if not name.isascii():
+        _check_unicode(name)
     if ".." in name:
         raise InvalidModelNameError(name, "contains '..'")
     parts = _without_backend_prefix(name).split("/")
@@ -41,12 +68,58 @@ def validate_model_name(name: object) -> str:
     return name
 
 
+def _describe(char: str) -> str:
+    return f"U+{ord(char):04X} {unicodedata.name(char, '(unnamed)')}"
+
+
+def _check_unicode(name: str) -> None:
+    """The look-alike rules (only non-ASCII names get here)."""
+    for char in name:
+        if char in _SLASH_LOOKALIKES:
+            raise InvalidModelNameError(name, f"contains {_describe(char)}, which looks like '/'")
+        category = unicodedata.category(char)
+        if category in _REFUSED_CATEGORIES:
+            raise InvalidModelNameError(name, f"contains the control or format character {_describe(char)}")
+    normal = unicodedata.normalize("NFKC", name)
+    if normal != name:
+        raise InvalidModelNameError(name, f"is not in Unicode NFKC form (NFKC: {normal!r})")
+    scripts: set[str] = set()
+    for char in name:
+        if char.isascii():
+            if char.isalpha():
+                scripts.add("LATIN")
+            continue
+        category = unicodedata.category(char)
+        if category[0] not in "LNM":
+            raise InvalidModelNameError(
+                name, f"contains {_describe(char)}: outside ASCII only letters, digits and marks"
+            )
+        if category[0] == "L":
+            script = unicodedata.name(char, "").split(" ", 1)[0]
+            if script in _CONFUSABLE_SCRIPTS:
+                scripts.add(script)
+    if len(scripts) > 1:
+        raise InvalidModelNameError(
+            name, f"mixes the {' and '.join(sorted(scripts))} scripts (look-alike letters)"
+        )
+
+
 def _without_backend_prefix(name: str) -> str:
     return next((name[len(p) :] for p in TEXT_BACKEND_PREFIXES if name.startswith(p)), name)
 
 
+def backend_prefix_of(name: str) -> str | None:
+    """The text backend prefix `name` starts with (any case), or None."""
+    lowered = name.lower()
+    return next((p for p in TEXT_BACKEND_PREFIXES if lowered.startswith(p)), None)
+
+
 def name_candidates(category: str | MODEL_REFERENCE_CATEGORY, name: str) -> tuple[str, ...]:
-    """The catalog keys `name` may stand for: itself, then for text the name without its backend prefix."""
+    """The catalog keys `name` may stand for: itself, then for text the name without its backend prefix.
+
+    The write path never creates a text name with a backend prefix, so `koboldcpp/x` cannot
+    shadow `x`; a hand-edited catalog holding both answers with its own `koboldcpp/x` record.
+    """
     if category == MODEL_REFERENCE_CATEGORY.text_generation:
         bare = _without_backend_prefix(name)
         if bare is not name:

@@ -219,11 +219,8 @@ class Applier:
 
     async def _revert(self, token: str, actor: str, request_id: str, reason: str) -> None:
         def revert(state: QueueState) -> list[Change]:
-            stuck = [
-                c
-                for c in state.changes.values()
-                if c.status is ChangeStatus.applying and c.applying_by == token
-            ]
+            applying = state.select(ChangeFilter(statuses=frozenset({ChangeStatus.applying})))
+            stuck = [c for c in applying if c.applying_by == token]
             return [state.put(_reverted(c)) for c in stuck]
 
         with anyio.CancelScope(shield=True):
@@ -354,7 +351,7 @@ def _mark_applied(state: QueueState, ids: set[int], actor: str, revision: int | 
 def _resolve(state: QueueState, orphans: list[Change], done: set[int]) -> list[Change]:
     resolved: list[Change] = []
     for change in orphans:
-        current = state.changes.get(change.change_id)
+        current = state.find(change.change_id)
         if current is None or current.status is not ChangeStatus.applying:
             continue
         if change.change_id in done:

@@ -165,6 +165,20 @@ class AuditTrail:
                 break
         return result
 
+    def read_page(
+        self, where: AuditFilter | None = None, *, limit: int, max_bytes: int
+    ) -> tuple[list[AuditEvent], bool]:
+        """Up to `limit` events matching `where` whose JSON stays within `max_bytes` (one at least),
+        and whether more events match."""
+        result: list[AuditEvent] = []
+        size = 0
+        for event in self.iter_events(where):
+            size += len(_ENCODER.encode(event))
+            if len(result) >= limit or (result and size > max_bytes):
+                return result, True
+            result.append(event)
+        return result, False
+
     def last_catalog_digest(self, category: str) -> str | None:
         """The catalog digest recorded by the category's latest applied or baseline event."""
         if category not in self._catalog_digests:

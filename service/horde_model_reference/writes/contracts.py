@@ -99,7 +99,8 @@ class Change(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     category: str
     name: str
     operation: Operation
-    status: ChangeStatus = ChangeStatus.pending
+    status: ChangeStatus
+    """Always sent (a new change is `pending`)."""
     record: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     """The proposed record (validated, v2 JSON); absent for a delete."""
     base_revision: int | None = None
@@ -299,6 +300,9 @@ class ChangePage(msgspec.Struct, frozen=True, kw_only=True, tag="change_page", t
     total: int
     offset: int
     limit: int
+    next_offset: int | None = None
+    """Where the next page starts, when more changes match; a page may hold fewer than `limit`
+    changes when the reply would pass the service's `max_page_bytes` (it holds one at least)."""
 
 
 class BatchResult(msgspec.Struct, frozen=True, kw_only=True, tag="batch_result", tag_field="type"):
@@ -329,6 +333,7 @@ class AuditPage(msgspec.Struct, frozen=True, kw_only=True, tag="audit_page", tag
 
     events: list[AuditEvent]
     next_after_id: int | None = None
+    """Set when more events match: the limit was reached, or the page reached `max_page_bytes`."""
 
 
 class WriteErrorReply(msgspec.Struct, frozen=True, kw_only=True, tag="write_error", tag_field="type"):
@@ -365,9 +370,13 @@ def encode_message(message: WriteCommand | WriteReply) -> bytes:
 def decode_command(command: str, data: bytes) -> WriteCommand:
     """Decode the body of a request on `<prefix>.write.<command>`.
 
-    Raises `KeyError` for an unknown command, `msgspec.DecodeError`/`ValidationError` for a bad body.
+    Raises `KeyError` for an unknown command, `msgspec.DecodeError`/`ValidationError` for a bad body
+    (also for one nested too deeply to decode).
     """
-    decoded: WriteCommand = _COMMAND_DECODERS[command].decode(data)
+    try:
+        decoded: WriteCommand = _COMMAND_DECODERS[command].decode(data)
+    except RecursionError:
+        raise msgspec.DecodeError("JSON nested too deeply") from None
     return decoded
 
 

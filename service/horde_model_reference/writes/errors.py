@@ -32,11 +32,15 @@ __all__ = [
     "ForbiddenError",
     "InvalidRequestError",
     "PayloadTooLargeError",
+    "QueueFullError",
+    "RateLimitedError",
     "ReasonRequiredError",
     "RecordExistsError",
+    "SelfReviewError",
     "UnauthorizedError",
     "WriteError",
     "WritesUnavailableError",
+    "bounded",
     "error_code",
     "error_reply",
 ]
@@ -68,6 +72,44 @@ class ForbiddenError(WriteError):
         self.role = role
         self.command = command
         super().__init__(f"{actor} may not {command}: the {role} role is required")
+
+
+class SelfReviewError(ForbiddenError):
+    """The "two people" rule: an approver approving or applying a change it proposed itself."""
+
+    def __init__(self, actor: str, command: str, change_id: int) -> None:
+        WriteError.__init__(
+            self, f"{actor} may not {command} change {change_id}: it proposed it (two people are required)"
+        )
+        self.actor = actor
+        self.role = "approver"
+        self.command = command
+        self.change_id = change_id
+
+
+class RateLimitedError(WriteError):
+    """A caller over its rate limit (`propose_rate` or `command_rate`); try again after `retry_after` s."""
+
+    code = "rate_limited"
+
+    def __init__(self, actor: str, limit: str, retry_after: float) -> None:
+        self.actor = actor
+        self.limit = limit
+        self.retry_after = retry_after
+        super().__init__(f"{actor} is over its rate limit of {limit}; try again in {retry_after:.0f}s")
+
+
+class QueueFullError(WriteError):
+    """Too many pending changes (in all, or of one requester): nothing more is queued until some are handled."""
+
+    code = "queue_full"
+
+    def __init__(self, pending: int, limit: int, *, actor: str | None = None) -> None:
+        self.size = pending
+        self.limit = limit
+        self.actor = actor
+        whose = f"{actor} has" if actor is not None else "the queue holds"
+        super().__init__(f"{whose} {pending} pending changes, the limit is {limit}: wait for reviews")
 
 
 class AuthUnavailableError(WriteError):
@@ -190,7 +232,19 @@ _DETAIL_FIELDS = (
     "limit",
     "role",
     "actor",
+    "retry_after",
 )
+
+
+MAX_ECHO = 512
+"""The most characters of a message or detail a refusal carries (inputs can be large)."""
+
+
+def bounded(text: str, limit: int = MAX_ECHO) -> str:
+    """`text`, cut to `limit` characters (with a note of how much was cut)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 def error_code(exc: BaseException) -> str:
@@ -204,9 +258,9 @@ def error_code(exc: BaseException) -> str:
 
 
 def _detail(value: object) -> str | int | float | None:
-    if value is None or isinstance(value, str | int | float):
+    if value is None or isinstance(value, int | float):
         return value
-    return str(value)
+    return bounded(value if isinstance(value, str) else str(value))
 
 
 def error_reply(exc: BaseException, request_id: str | None) -> WriteErrorReply:
@@ -219,4 +273,4 @@ def error_reply(exc: BaseException, request_id: str | None) -> WriteErrorReply:
     details = {name: _detail(getattr(exc, name)) for name in _DETAIL_FIELDS if hasattr(exc, name)}
     if isinstance(exc, InvalidModelNameError):
         details["name"] = _detail(exc.name)
-    return WriteErrorReply(code=code, message=str(exc), details=details, request_id=request_id)
+    return WriteErrorReply(code=code, message=bounded(str(exc)), details=details, request_id=request_id)

@@ -48,12 +48,15 @@ from horde_model_reference.writes.contracts import (
 from horde_model_reference.writes.errors import (
     ChangeNotFoundError,
     InvalidRequestError,
+    QueueFullError,
     ReasonRequiredError,
     RecordExistsError,
+    SelfReviewError,
     WritesUnavailableError,
 )
 from horde_model_reference.writes.queue import ChangeFilter, ChangeQueue, QueueState
 from horde_model_reference.writes.settings import WriteSettings
+from horde_model_reference.writes.throttle import Throttle
 from horde_model_reference.writes.validation import (
     MAX_TEXT_LENGTH,
     raw_record_digest,
@@ -69,6 +72,7 @@ _ENCODER = msgspec.json.Encoder()
 _MAX_IDS = 1000
 _MAX_PAGE = 500
 _FINISHED = frozenset({ChangeStatus.applied, ChangeStatus.rejected})
+_PENDING = frozenset({ChangeStatus.pending})
 
 
 def _text(field: str, value: str | None, limit: int = MAX_TEXT_LENGTH) -> str | None:
@@ -91,6 +95,7 @@ class CommandHandlers:
 
     settings: WriteSettings
     _auth: Authorizer
+    _throttle: Throttle
     _supervisor: Supervisor | None
     _queue: ChangeQueue | None
     _trail: AuditTrail | None
@@ -116,7 +121,17 @@ class CommandHandlers:
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _principal(self, api_key: str | None, role: Role, command: str) -> Principal:
-        return await self._auth.authenticate(api_key, role=role, command=command)
+        principal = await self._auth.authenticate(api_key, role=role, command=command)
+        self._throttle.check(principal.actor, command)
+        return principal
+
+    def _not_own(self, principal: Principal, command: str, changes: Iterable[Change]) -> None:
+        """The "two people" rule (`two_person_rule`): nobody approves or applies its own proposal."""
+        if not self.settings.two_person_rule:
+            return
+        for change in changes:
+            if change.requested_by == principal.actor:
+                raise SelfReviewError(principal.actor, command, change.change_id)
 
     def _running(self) -> tuple[Supervisor, ChangeQueue, AuditTrail]:
         if self._supervisor is None or self._queue is None or self._trail is None:
@@ -187,12 +202,21 @@ class CommandHandlers:
         encoded = msgspec.Raw(_ENCODER.encode(record)) if record is not None else msgspec.UNSET
         now = time.time()
 
+        settings = self.settings
+
         def add(state: QueueState) -> Change:
+            pending = state.count(ChangeFilter(statuses=_PENDING))
+            if pending >= settings.max_pending:
+                raise QueueFullError(pending, settings.max_pending)
+            mine = state.count(ChangeFilter(statuses=_PENDING, requester=principal.actor))
+            if mine >= settings.max_pending_per_requester:
+                raise QueueFullError(mine, settings.max_pending_per_requester, actor=principal.actor)
             change = Change(
                 change_id=state.new_change_id(),
                 category=category.value,
                 name=name,
                 operation=cmd.operation,
+                status=ChangeStatus.pending,
                 record=encoded,
                 base_revision=cmd.base_revision if cmd.operation is not Operation.create else None,
                 base_digest=current_digest if cmd.operation is not Operation.create else None,
@@ -246,9 +270,21 @@ class CommandHandlers:
             name=cmd.name,
             requester=cmd.requester,
         )
-        selected = await self.queue.read(lambda state: state.select(where))
-        items = selected[cmd.offset : cmd.offset + cmd.limit]
-        return ChangePage(items=items, total=len(selected), offset=cmd.offset, limit=cmd.limit)
+        budget = self.settings.max_page_bytes
+
+        def page(state: QueueState) -> tuple[list[Change], int]:
+            items = state.page(where, offset=cmd.offset, limit=cmd.limit, max_bytes=budget)
+            return items, state.count(where)
+
+        items, total = await self.queue.read(page)
+        end = cmd.offset + len(items)
+        return ChangePage(
+            items=items,
+            total=total,
+            offset=cmd.offset,
+            limit=cmd.limit,
+            next_offset=end if end < total else None,
+        )
 
     async def _get(self, cmd: GetChangeCommand, request_id: str) -> ChangeReply:
         await self._principal(cmd.api_key, Role.requester, "change")
@@ -303,6 +339,7 @@ class CommandHandlers:
 
         def move(state: QueueState) -> list[Change]:
             pending = state.expect(ids, ChangeStatus.pending)
+            self._not_own(principal, "approve", pending)
             batch.append(state.new_batch_id())
             now = time.time()
             return [
@@ -358,6 +395,9 @@ class CommandHandlers:
             raise InvalidRequestError("batch_id", cmd.batch_id, "give change ids or a batch, not both")
         if cmd.batch_id is None:
             ids = _ids(cmd.change_ids)
+            if self.settings.two_person_rule:
+                found = await self.queue.read(lambda state: [state.find(i) for i in ids])
+                self._not_own(principal, "apply", [c for c in found if c is not None])
         else:
             batch = cmd.batch_id
 
@@ -370,6 +410,7 @@ class CommandHandlers:
             ids = [c.change_id for c in in_batch if c.status is ChangeStatus.approved]
             if not ids:
                 raise InvalidRequestError("batch_id", batch, "the batch has no approved changes")
+            self._not_own(principal, "apply", in_batch)
         outcome = await applier.apply(ids, actor=principal.actor, request_id=request_id)
         return ApplyResult(
             changes=outcome.changes,
@@ -411,7 +452,8 @@ class CommandHandlers:
             before_id=cmd.before_id,
         )
         trail = self.trail
-        events = await anyio.to_thread.run_sync(lambda: trail.read(where, limit=cmd.limit + 1))
-        more = len(events) > cmd.limit
-        events = events[: cmd.limit]
+        budget = self.settings.max_page_bytes
+        events, more = await anyio.to_thread.run_sync(
+            lambda: trail.read_page(where, limit=cmd.limit, max_bytes=budget)
+        )
         return AuditPage(events=events, next_after_id=events[-1].event_id if more else None)

@@ -50,11 +50,12 @@ from horde_model_reference.writes.contracts import (
     WriteCommand,
     WriteReply,
 )
-from horde_model_reference.writes.errors import InvalidRequestError, error_code, error_reply
+from horde_model_reference.writes.errors import InvalidRequestError, bounded, error_code, error_reply
 from horde_model_reference.writes.handlers import _ENCODER, CommandHandlers
 from horde_model_reference.writes.queue import ChangeQueue
 from horde_model_reference.writes.responder import serve_writes
 from horde_model_reference.writes.settings import WriteSettings
+from horde_model_reference.writes.throttle import Throttle
 
 __all__ = ["WriteService"]
 
@@ -89,6 +90,7 @@ class WriteService(CommandHandlers):
     ) -> None:
         self.settings = settings or WriteSettings()
         self._auth = authorizer or Authorizer(self.settings)
+        self._throttle = Throttle(self.settings)
         self._supervisor: Supervisor | None = None
         self._backend: FileSystemBackend | None = None
         self._queue: ChangeQueue | None = None
@@ -317,7 +319,11 @@ class WriteService(CommandHandlers):
                 _log.exception("write_command_failed", command=name, request_id=request_id)
             else:
                 _log.info(
-                    "write_command_refused", command=name, code=code, error=str(exc), request_id=request_id
+                    "write_command_refused",
+                    command=name,
+                    code=code,
+                    error=bounded(str(exc)),
+                    request_id=request_id,
                 )
             raise
         _log.debug(

@@ -59,6 +59,18 @@ class WriteSettings(msgspec.Struct, kw_only=True):
     """How long an apply waits for another applier (any process) to finish."""
     refresh_timeout: _PositiveSeconds = 10.0
     """How long an apply waits for the fetcher actor to publish the new revision."""
+    propose_rate: str = "30/minute"
+    """Proposals per caller (`limits` notation: `N/second|minute|hour|day`, `;` to combine); empty: none."""
+    command_rate: str = "600/minute"
+    """Commands of any kind per caller (same notation); empty: no limit."""
+    max_pending: _PositiveInt = 2000
+    """Pending changes the queue holds at most (a proposal past it is refused `queue_full`)."""
+    max_pending_per_requester: _PositiveInt = 200
+    """Pending changes one requester may have at once."""
+    max_page_bytes: _PositiveInt = 512 * 1024
+    """A page of changes or audit events stops before it passes this size (one item at least)."""
+    two_person_rule: bool = False
+    """When true an approver may not approve or apply a change it proposed (deploy/ turns it on)."""
 
     def keys(self, role: str) -> tuple[str, ...]:
         """The configured keys (or `sha256:` digests) of `role` ("requester" or "approver")."""

@@ -3,7 +3,10 @@
 Model names for writes (stricter than reads, see docs/writes.md):
 
 - never empty or padded with whitespace, never over 256 characters, no control characters, no
-  backslash, no `..` anywhere;
+  backslash, no `..` anywhere, no look-alikes (`names.validate_model_name`: NFKC, format
+  characters, slash look-alikes, mixed Latin/Greek/Cyrillic letters);
+- never starting with a text backend prefix (`koboldcpp/`, `aphrodite/`, any case): workers'
+  prefixed names are looked up without it, so such a record would shadow the real one;
 - `/` only in text_generation ids, exactly once, between two non-empty parts (`org/model`);
   in other categories a name with `/` may only be updated or deleted when a record of that exact
   name already exists (clip's `ViT-L/14`), never created.
@@ -20,7 +23,7 @@ import msgspec
 from horde_model_reference.catalog import decode_record
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 from horde_model_reference.errors import InvalidModelNameError, RecordDecodeError
-from horde_model_reference.names import MAX_NAME_LENGTH, validate_model_name
+from horde_model_reference.names import MAX_NAME_LENGTH, backend_prefix_of, validate_model_name
 from horde_model_reference.records import GenericModelRecord
 from horde_model_reference.writes.contracts import Operation
 from horde_model_reference.writes.errors import InvalidRequestError, PayloadTooLargeError
@@ -28,12 +31,16 @@ from horde_model_reference.writes.errors import InvalidRequestError, PayloadTooL
 __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_TEXT_LENGTH",
+    "TOO_DEEP",
     "compact",
     "raw_record_digest",
     "record_digest",
     "validate_record",
     "validate_write_name",
 ]
+
+TOO_DEEP = "JSON nested too deeply"
+"""The refusal of a JSON body nested deeper than msgspec decodes (about 1,000 levels)."""
 
 MAX_TEXT_LENGTH = 4096
 """Bound on notes, reasons and batch titles."""
@@ -55,6 +62,11 @@ def validate_write_name(category: MODEL_REFERENCE_CATEGORY, name: object, *, exi
         raise InvalidModelNameError(name, "contains a backslash")
     if ".." in name:
         raise InvalidModelNameError(name, "contains '..'")
+    prefix = backend_prefix_of(name)
+    if prefix is not None and not exists:
+        raise InvalidModelNameError(
+            name, f"starts with the text backend prefix {prefix!r}: catalog names are kept without it"
+        )
     if "/" in name:
         if category is MODEL_REFERENCE_CATEGORY.text_generation:
             org, _, model = name.partition("/")
@@ -121,7 +133,12 @@ def validate_record(
     data = _as_bytes(record)
     if len(data) > max_bytes:
         raise PayloadTooLargeError(len(data), max_bytes)
-    decoded = decode_record(category, data)
+    try:
+        decoded = decode_record(category, data)
+    except RecordDecodeError as exc:  # decode_record does not know the name: say which record
+        raise RecordDecodeError(category.value, name, exc.reason, field=exc.field) from None
+    except RecursionError:
+        raise InvalidRequestError("record", "...", TOO_DEEP) from None
     if decoded.record_type not in ("", category.value):
         raise RecordDecodeError(
             category.value,
