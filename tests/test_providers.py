@@ -112,9 +112,9 @@ def test_source_constants() -> None:
 
 
 def test_normalize_source_selector() -> None:
-    assert normalize_source_selector("horde") == ("horde",)
-    assert normalize_source_selector(["pending", "horde", "pending"]) == ("pending", "horde")
-    assert normalize_source_selector(()) == ("horde",)
+    assert normalize_source_selector("horde") == ["horde"]
+    assert normalize_source_selector(["pending", "horde", "pending"]) == ["pending", "horde"]
+    assert normalize_source_selector(()) == ["horde"]
     with pytest.raises(TypeError, match=r"source ids must be strings, got 3 \(int\)"):
         normalize_source_selector(["a", 3])  # type: ignore[list-item]
     with pytest.raises(TypeError, match="must be a string or a sequence"):
@@ -128,7 +128,7 @@ def test_normalize_source_selector() -> None:
     [
         ("horde", ValueError, "'horde' is reserved"),
         ("any", ValueError, "'any' is reserved"),
-        ("", ValueError, "must not be empty"),
+        ("", ValueError, "must be a non-empty string"),
         ("my provider", ValueError, "'my provider' must not contain whitespace"),
         ("tab\tid", ValueError, "must not contain whitespace"),
         (None, TypeError, "must be a string"),

@@ -258,7 +258,7 @@ def test_unregistered_ids_raise(host: FakeHost) -> None:
     _with_providers(host)
     with pytest.raises(
         ValueError,
-        match=r"no provider is registered under source id 'nope'; registered providers: civitai, pending",
+        match=r"No provider registered under source id 'nope'; registered providers: civitai, pending",
     ):
         host.query(IMAGE, source=["horde", "nope"])
     with pytest.raises(ValueError, match="registered providers: none"):

@@ -13,6 +13,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelReferenceError",
     "NoLegacyFormatError",
+    "QueryValueError",
     "RecordDecodeError",
     "SettingsError",
     "UnknownCategoryError",
@@ -63,6 +64,16 @@ class InvalidModelNameError(ModelReferenceError, ValueError):
         self.name = name
         self.reason = reason
         super().__init__(f"invalid model name {name!r}: {reason}")
+
+
+class QueryValueError(ModelReferenceError, ValueError, TypeError):
+    """A query cannot run on the values it met: ordering values that are not mutually comparable,
+    grouping by an unhashable value. A `ValueError` as upstream's, and a `TypeError` as before.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
 
 
 class CatalogDecodeError(ModelReferenceError, ValueError):

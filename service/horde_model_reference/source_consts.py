@@ -38,8 +38,8 @@ SourceSelector: TypeAlias = str | Sequence[str]
 """`"horde"`, `"any"`, one provider id, or an ordered sequence of ids (earlier ids win)."""
 
 
-def normalize_source_selector(source: SourceSelector) -> tuple[str, ...]:
-    """`source` as an ordered tuple of ids without repeats; an empty sequence means `("horde",)`.
+def normalize_source_selector(source: SourceSelector) -> list[str]:
+    """`source` as an ordered list of ids without repeats (as upstream); an empty sequence means `["horde"]`.
 
     `"any"` is kept as is (the caller expands it, knowing the live providers). Raises `TypeError`
     for anything but a string or a sequence of strings, `ValueError` for an empty or blank id.
@@ -54,7 +54,7 @@ def normalize_source_selector(source: SourceSelector) -> tuple[str, ...]:
         if not item.strip():
             raise ValueError(f"source id {item!r} is empty")
         seen.setdefault(item, None)
-    return tuple(seen) or (HORDE_SOURCE_ID,)
+    return list(seen) or [HORDE_SOURCE_ID]
 
 
 def validate_provider_id(source_id: object) -> str:
@@ -66,7 +66,7 @@ def validate_provider_id(source_id: object) -> str:
     if not isinstance(source_id, str):
         raise TypeError(f"provider source_id must be a string, got {source_id!r}")
     if not source_id:
-        raise ValueError("provider source_id must not be empty")
+        raise ValueError("provider source_id must be a non-empty string")
     if any(ch.isspace() for ch in source_id):
         raise ValueError(f"provider source_id {source_id!r} must not contain whitespace")
     if source_id in RESERVED_SOURCE_IDS:

@@ -39,7 +39,9 @@ def _arms(tp: Any) -> tuple[Any, ...]:
 def _unknown_field(struct_type: type, name: str, path: str) -> ValueError:
     valid = ", ".join(sorted(_field_types(struct_type)))
     where = "" if name == path else f" (in {path!r})"
-    return ValueError(f"unknown field {name!r}{where} for {struct_type.__name__}; valid fields: {valid}")
+    return ValueError(
+        f"unknown field {name!r}{where} for {struct_type.__name__} (the field does not exist); valid fields: {valid}"
+    )
 
 
 class _LeafError(Exception):

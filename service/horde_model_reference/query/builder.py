@@ -17,6 +17,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from horde_model_reference.categories import MODEL_DOMAIN, MODEL_PURPOSE
+from horde_model_reference.errors import QueryValueError
 from horde_model_reference.providers.gather import SourceRead, single_source
 from horde_model_reference.query._paths import check_path, path_getter, split_condition
 from horde_model_reference.query.fields import FieldRef, OrderSpec, Predicate, compile_condition
@@ -217,8 +218,9 @@ class ModelQuery(Generic[R, F]):
     def order_by(self, field: F | FieldRef | OrderSpec, *, descending: bool = False) -> Self:
         """Sort by `field` (replacing any earlier order); None values last in either direction.
 
-        An `OrderSpec` (`FieldRef.desc()`) carries its own direction. Values that cannot be
-        compared raise `TypeError` naming the field and the two types, when the query runs.
+        An `OrderSpec` (`FieldRef.desc()`) carries its own direction. Values that are not mutually
+        comparable raise `QueryValueError` (a ValueError and a TypeError) naming the field and the
+        two types, when the query runs.
         """
         if isinstance(field, OrderSpec):
             path, descending = self._field(field.field), field.descending
@@ -402,7 +404,9 @@ def _sorted(items: list[_T], get: Callable[[_T], Any], path: str, descending: bo
     except TypeError:
         types = list(dict.fromkeys(type(value).__name__ for value, _ in present))
         a, b = (types * 2)[:2]
-        raise TypeError(f"cannot order by {path!r}: values of type {a} and {b} cannot be compared") from None
+        raise QueryValueError(
+            path, f"cannot order by {path!r}: values are not mutually comparable ({a} and {b})"
+        ) from None
     return [item for _, item in present] + missing
 
 
@@ -415,6 +419,9 @@ def _hashable(field: object, value: Any) -> Hashable:
     try:
         hash(key)
     except TypeError:
-        name = field.field_name if isinstance(field, FieldRef) else field
-        raise TypeError(f"field {name!r} has unhashable {type(value).__name__} values") from None
+        name = field.field_name if isinstance(field, FieldRef) else str(field)
+        raise QueryValueError(
+            name,
+            f"field {name!r} contains unhashable value of type {type(value).__name__}; cannot group or count it",
+        ) from None
     return key

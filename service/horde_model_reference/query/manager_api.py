@@ -267,7 +267,7 @@ class ProviderQueryMixin:
             else:
                 registered = ", ".join(registry.source_ids()) or "none"
                 raise ValueError(
-                    f"no provider is registered under source id {source_id!r}; registered providers: {registered}"
+                    f"No provider registered under source id {source_id!r}; registered providers: {registered}"
                 )
         return tuple(ordered)
 
