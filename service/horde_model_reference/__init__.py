@@ -1,4 +1,9 @@
-"""horde_model_reference: the AI-Horde model reference, kept in sync over an event bus."""
+"""horde_model_reference: the AI-Horde model reference, kept in sync over an event bus.
+
+The names today's `horde_model_reference` (8.x) exports from its root resolve here too (`compat`);
+`horde_model_reference_settings`, `ai_horde_worker_settings`, `horde_model_reference_paths`,
+`BASE_PATH` and `LEGACY_REFERENCE_FOLDER` are built from the environment on first access.
+"""
 
 from horde_model_reference.backends.base import CategoryPayload, ModelReferenceBackend
 from horde_model_reference.backends.filesystem import FileSystemBackend, LocalReadOnlyBackend
@@ -18,8 +23,39 @@ from horde_model_reference.categories import (
     RECORD_TYPE,
     CategoryDescriptor,
     ModelClassification,
-    get_category_descriptor,
     parse_category,
+)
+
+# Upstream's root names (after the star imports: where a name exists in both, upstream's behaviour wins).
+from horde_model_reference.compat.image_baseline import (
+    BaselineCapabilities,
+    HordeBaselinePolicy,
+    ImageBaselineCatalog,
+    ImageBaselineChangeSet,
+    ImageBaselineRecord,
+)
+from horde_model_reference.compat.meta_consts import (
+    KNOWN_TAGS,
+    MODEL_CLASSIFICATION_LOOKUP,
+    category_folder,
+    get_all_registered_baselines,
+    get_all_registered_categories,
+    get_baseline_descriptor,
+    get_baseline_native_resolution,
+    get_category_descriptor,
+    get_known_tags,
+    get_weights_marker_folders,
+    is_known_image_baseline,
+    register_category,
+    register_image_baseline,
+    register_image_baselines_from_catalog,
+)
+from horde_model_reference.compat.model_reference_records import get_record_type_for_category
+from horde_model_reference.compat.settings import DEFAULT_SHOWCASE_FOLDER_NAME, lazy_attribute
+from horde_model_reference.compat.text_backend_names import (
+    get_model_name_variants,
+    has_legacy_text_backend_prefix,
+    strip_backend_prefix,
 )
 from horde_model_reference.errors import (
     BackendError,
@@ -41,8 +77,20 @@ from horde_model_reference.query import *  # noqa: F403
 from horde_model_reference.query import __all__ as _query_all
 from horde_model_reference.records import *  # noqa: F403
 from horde_model_reference.records import __all__ as _records_all
-from horde_model_reference.registries import *  # noqa: F403
-from horde_model_reference.registries import __all__ as _registries_all
+from horde_model_reference.registries import (
+    CONTROLNET_STYLE,
+    KNOWN_IMAGE_GENERATION_BASELINE,
+    MODEL_STYLE,
+    TEXT_BACKENDS,
+    BaselineDescriptor,
+    is_known_controlnet_style,
+    is_known_model_style,
+    is_known_text_backend,
+    normalize_image_baseline,
+    register_controlnet_style,
+    register_model_style,
+    register_text_backend,
+)
 from horde_model_reference.settings import (
     HordeModelReferenceSettings,
     ReplicateMode,
@@ -51,6 +99,29 @@ from horde_model_reference.settings import (
 )
 
 __all__ = [
+    "DEFAULT_SHOWCASE_FOLDER_NAME",
+    "KNOWN_TAGS",
+    "MODEL_CLASSIFICATION_LOOKUP",
+    "BaselineCapabilities",
+    "HordeBaselinePolicy",
+    "ImageBaselineCatalog",
+    "ImageBaselineChangeSet",
+    "ImageBaselineRecord",
+    "category_folder",
+    "get_all_registered_baselines",
+    "get_all_registered_categories",
+    "get_baseline_descriptor",
+    "get_baseline_native_resolution",
+    "get_known_tags",
+    "get_model_name_variants",
+    "get_record_type_for_category",
+    "get_weights_marker_folders",
+    "has_legacy_text_backend_prefix",
+    "is_known_image_baseline",
+    "register_category",
+    "register_image_baseline",
+    "register_image_baselines_from_catalog",
+    "strip_backend_prefix",
     "MODEL_DOMAIN",
     "MODEL_PURPOSE",
     "MODEL_REFERENCE_CATEGORY",
@@ -91,5 +162,21 @@ __all__ = [
     *_providers_all,
     *_query_all,
     *_records_all,
-    *_registries_all,
+    "CONTROLNET_STYLE",
+    "KNOWN_IMAGE_GENERATION_BASELINE",
+    "MODEL_STYLE",
+    "TEXT_BACKENDS",
+    "BaselineDescriptor",
+    "is_known_controlnet_style",
+    "is_known_model_style",
+    "is_known_text_backend",
+    "normalize_image_baseline",
+    "register_controlnet_style",
+    "register_model_style",
+    "register_text_backend",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Upstream's process-wide settings objects, built on first access (see `compat.settings`)."""
+    return lazy_attribute(__name__, name)

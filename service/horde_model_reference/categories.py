@@ -113,6 +113,12 @@ class CategoryDescriptor(msgspec.Struct, frozen=True, gc=False):
     """True for categories that come only from providers (LoRA, TI)."""
     filename_override: str | None = None
     legacy_filename_override: str | None = None
+    on_disk_folder_name: str | None = None
+    """The folder under a worker's model-weights root holding the category's files (None: no folder)."""
+    weights_marker: bool = False
+    """Whether that folder is one of those whose joint presence marks the model-weights root."""
+    managed_download_elsewhere: bool = False
+    """Whether the category's files are downloaded by another mechanism (LoRA, TI: CivitAI)."""
 
     @property
     def v2_filename(self) -> str:
@@ -144,16 +150,32 @@ _P = MODEL_PURPOSE
 _DESCRIPTORS: dict[MODEL_REFERENCE_CATEGORY, CategoryDescriptor] = {
     d.category: d
     for d in (
-        CategoryDescriptor(_C.blip, _D.image, _P.feature_extractor, "image"),
-        CategoryDescriptor(_C.clip, _D.image, _P.feature_extractor, "image"),
-        CategoryDescriptor(_C.codeformer, _D.image, _P.post_processing, "image"),
-        CategoryDescriptor(_C.controlnet, _D.image, _P.auxiliary_or_patch, "image"),
-        CategoryDescriptor(_C.controlnet_annotator, _D.image, _P.auxiliary_or_patch),
-        CategoryDescriptor(_C.esrgan, _D.image, _P.post_processing, "image"),
-        CategoryDescriptor(_C.gfpgan, _D.image, _P.post_processing, "image"),
-        CategoryDescriptor(_C.safety_checker, _D.image, _P.safety_checker, "image"),
+        CategoryDescriptor(_C.blip, _D.image, _P.feature_extractor, "image", on_disk_folder_name="blip"),
         CategoryDescriptor(
-            _C.image_generation, _D.image, _P.generation, "image", filename_override="stable_diffusion.json"
+            _C.clip, _D.image, _P.feature_extractor, "image", on_disk_folder_name="clip", weights_marker=True
+        ),
+        CategoryDescriptor(
+            _C.codeformer, _D.image, _P.post_processing, "image", on_disk_folder_name="codeformer"
+        ),
+        CategoryDescriptor(
+            _C.controlnet, _D.image, _P.auxiliary_or_patch, "image", on_disk_folder_name="controlnet"
+        ),
+        CategoryDescriptor(
+            _C.controlnet_annotator, _D.image, _P.auxiliary_or_patch, on_disk_folder_name="controlnet"
+        ),
+        CategoryDescriptor(_C.esrgan, _D.image, _P.post_processing, "image", on_disk_folder_name="esrgan"),
+        CategoryDescriptor(_C.gfpgan, _D.image, _P.post_processing, "image", on_disk_folder_name="gfpgan"),
+        CategoryDescriptor(
+            _C.safety_checker, _D.image, _P.safety_checker, "image", on_disk_folder_name="safety_checker"
+        ),
+        CategoryDescriptor(
+            _C.image_generation,
+            _D.image,
+            _P.generation,
+            "image",
+            filename_override="stable_diffusion.json",
+            on_disk_folder_name="compvis",
+            weights_marker=True,
         ),
         CategoryDescriptor(
             _C.text_generation,
@@ -165,9 +187,25 @@ _DESCRIPTORS: dict[MODEL_REFERENCE_CATEGORY, CategoryDescriptor] = {
         ),
         CategoryDescriptor(_C.video_generation, _D.video, _P.generation),
         CategoryDescriptor(_C.audio_generation, _D.audio, _P.generation),
-        CategoryDescriptor(_C.miscellaneous, _D.image, _P.miscellaneous, "image"),
-        CategoryDescriptor(_C.lora, _D.image, _P.auxiliary_or_patch, managed_elsewhere=True),
-        CategoryDescriptor(_C.ti, _D.image, _P.auxiliary_or_patch, managed_elsewhere=True),
+        CategoryDescriptor(
+            _C.miscellaneous, _D.image, _P.miscellaneous, "image", on_disk_folder_name="miscellaneous"
+        ),
+        CategoryDescriptor(
+            _C.lora,
+            _D.image,
+            _P.auxiliary_or_patch,
+            managed_elsewhere=True,
+            on_disk_folder_name="lora",
+            managed_download_elsewhere=True,
+        ),
+        CategoryDescriptor(
+            _C.ti,
+            _D.image,
+            _P.auxiliary_or_patch,
+            managed_elsewhere=True,
+            on_disk_folder_name="ti",
+            managed_download_elsewhere=True,
+        ),
     )
 }
 

@@ -8,7 +8,8 @@ shared object per value, equal to its string; a value this version does not list
 is logged once by `catalog.decode_catalog`, never rejected.
 """
 
-from typing import Any, ClassVar, TypeAlias
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeAlias, TypeVar, overload
 
 import msgspec
 
@@ -20,6 +21,7 @@ from horde_model_reference.categories import (
     get_category_descriptor,
     parse_category,
 )
+from horde_model_reference.compat._pydantic_style import PydanticStyle, WireNamesMeta
 from horde_model_reference.registries import CONTROLNET_STYLE, KNOWN_IMAGE_GENERATION_BASELINE, MODEL_STYLE
 
 __all__ = [
@@ -108,8 +110,14 @@ class FineTuneSeriesInfo(msgspec.Struct, frozen=True, gc=False, kw_only=True, om
 _DEFAULT_METADATA = GenericModelRecordMetadata()
 
 
-class GenericModelRecord(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
-    """The fields every record has. Also the record type of categories without a dedicated one."""
+class GenericModelRecord(
+    msgspec.Struct, PydanticStyle, frozen=True, gc=False, kw_only=True, omit_defaults=True
+):
+    """The fields every record has. Also the record type of categories without a dedicated one.
+
+    `PydanticStyle` adds the pydantic-style methods upstream's records have (`model_dump`,
+    `model_copy`, ...): methods only, no per-record cost.
+    """
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = None
 
@@ -176,8 +184,13 @@ class ImageGenerationModelRecord(GenericModelRecord, frozen=True, gc=False, kw_o
     requirements: dict[str, RequirementValue] | None = None
 
 
-class TextGenerationModelRecord(GenericModelRecord, frozen=True, gc=False, kw_only=True, omit_defaults=True):
-    """A text generation model. `parameters_count` is `parameters` on the wire."""
+class TextGenerationModelRecord(
+    GenericModelRecord, frozen=True, gc=False, kw_only=True, omit_defaults=True, metaclass=WireNamesMeta
+):
+    """A text generation model. `parameters_count` is `parameters` on the wire.
+
+    The constructor takes either name (`parameters=` as upstream's records accept).
+    """
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = _C.text_generation
 
@@ -359,13 +372,36 @@ MODEL_RECORD_TYPE_LOOKUP: dict[MODEL_REFERENCE_CATEGORY, type[GenericModelRecord
 """The record type of each category."""
 
 
+_R = TypeVar("_R", bound=type[GenericModelRecord])
+
+
+@overload
+def register_record_type(category: str | MODEL_REFERENCE_CATEGORY, record_type: _R) -> _R: ...
+
+
+@overload
+def register_record_type(category: str | MODEL_REFERENCE_CATEGORY) -> Callable[[_R], _R]: ...
+
+
 def register_record_type(
-    category: str | MODEL_REFERENCE_CATEGORY, record_type: type[GenericModelRecord]
-) -> None:
-    """Use `record_type` to decode `category` (it must subclass `GenericModelRecord`)."""
+    category: str | MODEL_REFERENCE_CATEGORY, record_type: _R | None = None
+) -> _R | Callable[[_R], _R]:
+    """Use `record_type` to decode `category` (it must subclass `GenericModelRecord`); returns it.
+
+    Without `record_type`, returns a class decorator doing the same (upstream's form:
+    `@register_record_type(MODEL_REFERENCE_CATEGORY.lora)`).
+    """
+    if record_type is None:
+        parse_category(category)
+
+        def decorator(cls: _R) -> _R:
+            return register_record_type(category, cls)
+
+        return decorator
     if not (isinstance(record_type, type) and issubclass(record_type, GenericModelRecord)):
         raise TypeError(f"record type for {category!r} must subclass GenericModelRecord, got {record_type!r}")
     MODEL_RECORD_TYPE_LOOKUP[parse_category(category)] = record_type
+    return record_type
 
 
 def record_type_for(category: str | MODEL_REFERENCE_CATEGORY) -> type[GenericModelRecord]:

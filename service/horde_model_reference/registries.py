@@ -25,6 +25,7 @@ __all__ = [
     "MODEL_STYLE",
     "TEXT_BACKENDS",
     "BaselineDescriptor",
+    "all_baseline_descriptors",
     "get_baseline_descriptor",
     "get_baseline_native_resolution",
     "is_known_controlnet_style",
@@ -55,6 +56,8 @@ class KNOWN_IMAGE_GENERATION_BASELINE(OpenStrEnum):
     flux_dev = "flux_dev"
     qwen_image = "qwen_image"
     z_image_turbo = "z_image_turbo"
+    krea2_turbo = "krea2_turbo"
+    anima = "anima"
 
 
 class MODEL_STYLE(OpenStrEnum):
@@ -83,6 +86,13 @@ class CONTROLNET_STYLE(OpenStrEnum):
     control_depth = "control_depth"
     control_qr = "control_qr"
     control_qr_xl = "control_qr_xl"
+    control_lineart = "control_lineart"
+    control_lineart_anime = "control_lineart_anime"
+    control_normal_bae = "control_normal_bae"
+    control_recolor = "control_recolor"
+    control_tile = "control_tile"
+    control_shuffle = "control_shuffle"
+    control_color = "control_color"
 
 
 class TEXT_BACKENDS(StrEnum):
@@ -189,6 +199,8 @@ _BASELINE_DESCRIPTORS: dict[str, BaselineDescriptor] = {
     "flux_dev": BaselineDescriptor(1024, ("flux dev",)),
     "qwen_image": BaselineDescriptor(1024, ("qwen image", "qwen-image")),
     "z_image_turbo": BaselineDescriptor(1024, ("z image turbo", "zimage-turbo")),
+    "krea2_turbo": BaselineDescriptor(1024, ("krea_2_turbo", "krea2")),
+    "anima": BaselineDescriptor(1024, ("anima_base", "anima_aesthetic", "anima_turbo")),
 }
 _BASELINE_LOCK = threading.Lock()
 
@@ -206,6 +218,12 @@ def register_image_baseline(name: str, descriptor: BaselineDescriptor) -> None:
     with _BASELINE_LOCK:
         _BASELINE_DESCRIPTORS[name] = descriptor
     BASELINES.register(name)
+
+
+def all_baseline_descriptors() -> dict[str, BaselineDescriptor]:
+    """A copy of every registered baseline's descriptor, by canonical name."""
+    with _BASELINE_LOCK:
+        return dict(_BASELINE_DESCRIPTORS)
 
 
 def is_known_image_baseline(name: str) -> bool:
