@@ -33,6 +33,8 @@ class Primary:
     responses: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     delay: float = 0.0
+    first: list[tuple[int, bytes]] = field(default_factory=list)
+    """Answers given (in order) before `responses` is used."""
 
     def serve(self, path: str, body: object, status: int = 200) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -51,7 +53,10 @@ def primary() -> Iterator[Primary]:
             state.requests.append((self.path, self.headers.get("apikey")))
             if state.delay:
                 time.sleep(state.delay)
-            status, body = state.responses.get(self.path, (404, b'{"message": "not found"}'))
+            if state.first:
+                status, body = state.first.pop(0)
+            else:
+                status, body = state.responses.get(self.path, (404, b'{"message": "not found"}'))
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -84,6 +89,7 @@ def beta(name: str, **fields: object) -> dict[str, object]:
 
 
 def provider(primary: Primary, **options: float) -> PendingModelProvider:
+    options.setdefault("retry_backoff_seconds", 0.0)
     return PendingModelProvider(
         primary_api_url=primary.url + "/", apikey="reader-key", categories=["image_generation"], **options
     )
@@ -166,7 +172,11 @@ async def test_failures_raise_without_a_cached_copy(
 @pytest.mark.anyio
 async def test_network_errors_raise_backend_error() -> None:
     pending = PendingModelProvider(
-        primary_api_url="http://127.0.0.1:9/api", apikey="k", categories=[IMAGE], timeout_seconds=1
+        primary_api_url="http://127.0.0.1:9/api",
+        apikey="k",
+        categories=[IMAGE],
+        timeout_seconds=1,
+        retry_backoff_seconds=0,
     )
     with pytest.raises(
         BackendError, match=r"pending: category 'image_generation': http://127.0.0.1:9/api/.*ConnectError"
@@ -192,7 +202,7 @@ async def test_a_failed_refresh_keeps_the_last_good_copy(primary: Primary) -> No
 async def test_request_timeout(primary: Primary) -> None:
     primary.serve(PATH, {"a": beta("a")})
     primary.delay = 0.5
-    pending = provider(primary, timeout_seconds=0.1)
+    pending = provider(primary, timeout_seconds=0.1, retry_max_attempts=1)
     assert pending.fetch_timeout_seconds() == pytest.approx(1.1)
     with pytest.raises(BackendError, match="Timeout"):
         await pending.fetch_category_async(IMAGE)
@@ -251,3 +261,52 @@ async def test_pending_failure_leaves_canonical(primary: Primary) -> None:
     assert query.names() == ["shared", "stable"]
     assert query.failed_sources() == ["pending"]
     assert "HTTP 502" in query.source_errors()["pending"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("status", [401, 403, 404])
+async def test_a_refusal_with_nothing_cached_is_none(primary: Primary, status: int) -> None:
+    primary.serve(PATH, {"message": "no"}, status)
+    with capture_logs() as logs:
+        assert await provider(primary).fetch_category_async(IMAGE) is None
+        assert provider(primary).fetch_category(IMAGE) is None
+    assert primary.hits(PATH) == 2, "a refusal is not retried"
+    refused = [log for log in logs if log["event"] == "pending_fetch_refused"]
+    assert [(log["status"], log["kept"]) for log in refused] == [(status, "nothing")] * 2
+
+
+@pytest.mark.anyio
+async def test_a_refusal_keeps_the_last_good_copy(primary: Primary) -> None:
+    primary.serve(PATH, {"a": beta("a")})
+    pending = provider(primary)
+    await pending.fetch_category_async(IMAGE)
+    primary.serve(PATH, {"message": "forbidden"}, 403)
+    assert list(await pending.fetch_category_async(IMAGE, force_refresh=True) or {}) == ["a"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("status", [429, 500, 503])
+async def test_transient_failures_are_retried(primary: Primary, status: int) -> None:
+    primary.serve(PATH, b"busy", status)
+    with pytest.raises(BackendError, match=f"HTTP {status}"):
+        await provider(primary, retry_max_attempts=3).fetch_category_async(IMAGE)
+    assert primary.hits(PATH) == 3
+    with pytest.raises(BackendError, match=f"HTTP {status}"):
+        provider(primary, retry_max_attempts=2).fetch_category(IMAGE)
+    assert primary.hits(PATH) == 5
+
+
+def test_retry_settings_are_checked_and_bound_the_read(primary: Primary) -> None:
+    with pytest.raises(ValueError, match="retry_max_attempts must be at least 1, got 0"):
+        provider(primary, retry_max_attempts=0)
+    with pytest.raises(ValueError, match="retry_backoff_seconds must not be negative"):
+        provider(primary, retry_backoff_seconds=-1)
+    slow = provider(primary, timeout_seconds=2, retry_max_attempts=3, retry_backoff_seconds=1)
+    assert slow.fetch_timeout_seconds() == pytest.approx(3 * 2 + 1 + 2 + 1)
+
+
+def test_a_transient_failure_then_success_is_a_success(primary: Primary) -> None:
+    primary.first = [(503, b"busy"), (502, b"busy")]
+    primary.serve(PATH, {"a": beta("a")})
+    assert list(provider(primary, retry_max_attempts=3).fetch_category(IMAGE) or {}) == ["a"]
+    assert primary.hits(PATH) == 3

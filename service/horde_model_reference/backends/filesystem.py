@@ -23,6 +23,7 @@ from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, get_categ
 from horde_model_reference.errors import BackendError, CatalogDecodeError
 from horde_model_reference.fileio import atomic_write_bytes, read_trimmed_bytes
 from horde_model_reference.logs import get_logger
+from horde_model_reference.settings import ReplicateMode
 
 __all__ = ["FileSystemBackend", "LocalReadOnlyBackend", "atomic_write_bytes"]
 
@@ -37,6 +38,8 @@ class FileSystemBackend:
     name = "filesystem"
     revalidate_interval = 1.0
     """Seconds between background re-checks by a manager (one `stat` when nothing changed)."""
+    replicate_mode = ReplicateMode.PRIMARY
+    """The mode this backend serves (upstream's attribute): PRIMARY, or REPLICA when read-only."""
 
     def __init__(self, base_path: str | Path, *, writable: bool = True) -> None:
         self.base_path = Path(base_path)
@@ -163,6 +166,7 @@ class LocalReadOnlyBackend(FileSystemBackend):
     """Reads v2 files another process keeps current (offline mode). Never downloads, never writes."""
 
     name = "local-readonly"
+    replicate_mode = ReplicateMode.REPLICA
 
     def __init__(self, base_path: str | Path) -> None:
         super().__init__(base_path, writable=False)

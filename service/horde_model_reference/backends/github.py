@@ -25,6 +25,7 @@ from horde_model_reference.settings import (
     GithubRepoSettings,
     HordeModelReferenceSettings,
     ImageGithubRepoSettings,
+    ReplicateMode,
     TextGithubRepoSettings,
 )
 from horde_model_reference.urls import redact_url
@@ -53,6 +54,7 @@ class GitHubBackend(_RemoteBackend):
     """Downloads the legacy catalogs from GitHub (or a proxy of it) and serves them as v2."""
 
     name = "github"
+    replicate_mode = ReplicateMode.REPLICA
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ from horde_model_reference.catalog import validate_catalog_bytes
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, get_category_descriptor, parse_category
 from horde_model_reference.errors import BackendError
 from horde_model_reference.logs import get_logger
+from horde_model_reference.settings import ReplicateMode
 from horde_model_reference.urls import redact_url
 
 __all__ = ["HTTPBackend", "RemoteOptions"]
@@ -29,6 +30,7 @@ class HTTPBackend(_RemoteBackend):
     """
 
     name = "http"
+    replicate_mode = ReplicateMode.REPLICA
 
     def __init__(
         self,

@@ -39,6 +39,7 @@ from horde_model_reference.catalog import catalog_digest
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, canonical_categories, parse_category
 from horde_model_reference.errors import BackendError
 from horde_model_reference.logs import get_logger
+from horde_model_reference.settings import ReplicateMode
 from horde_model_reference.urls import redact_url
 
 __all__ = ["DEFAULT_REDIS_KEY_PREFIX", "RedisBackend"]
@@ -56,6 +57,7 @@ class RedisBackend:
     """Wraps `inner` with a shared Redis cache; falls through to `inner` whenever Redis is down."""
 
     name = "redis"
+    replicate_mode = ReplicateMode.PRIMARY
 
     def __init__(
         self,

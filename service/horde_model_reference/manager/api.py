@@ -52,6 +52,24 @@ def _prefetch_strategy(value: PrefetchStrategy | str) -> PrefetchStrategy:
         raise ValueError(f"prefetch_strategy must be one of: {valid}; got {value!r}") from None
 
 
+def _replicate_mode(
+    backend: ModelReferenceBackend | None,
+    requested: ReplicateMode | None,
+    settings: HordeModelReferenceSettings,
+) -> ReplicateMode:
+    """The mode asked for, else the given backend's (`replicate_mode`), else the settings'.
+
+    `RuntimeError` when the mode asked for is not the given backend's, as upstream.
+    """
+    backend_mode = getattr(backend, "replicate_mode", None)
+    if requested and backend_mode and ReplicateMode(str(requested).upper()) != backend_mode:
+        raise RuntimeError(
+            "Backend replicate_mode does not match requested ModelReferenceManager configuration. "
+            f"Backend mode: {backend_mode}, requested mode: {requested}."
+        )
+    return requested or backend_mode or settings.replicate_mode
+
+
 class ModelReferenceManager(PopularityMixin, TypedAccessMixin, ReadApi):
     """The model reference, read from a backend or kept current over the bus. A singleton.
 
@@ -110,7 +128,7 @@ class ModelReferenceManager(PopularityMixin, TypedAccessMixin, ReadApi):
     ) -> None:
         self._settings = settings
         given = {key: value for key, value in requested.items() if value is not _UNSET}
-        self._replicate_mode = given.get("replicate_mode") or settings.replicate_mode
+        self._replicate_mode = _replicate_mode(given.get("backend"), given.get("replicate_mode"), settings)
         self._offline = bool(given.get("offline", settings.offline))
         self._base_path = Path(given.get("base_path") or settings.resolved_base_path())
         self._prefetch_strategy = _prefetch_strategy(given.get("prefetch_strategy") or PrefetchStrategy.LAZY)

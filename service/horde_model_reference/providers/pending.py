@@ -1,8 +1,11 @@
 """Beta records: a primary's pending-queue models, served under the source id `"pending"`.
 
 Reads `GET {primary}/model_references/v2/{category}/pending` with an `apikey` header and caches
-each category for the TTL. Invalid records are skipped and logged; a failed request keeps the
-last good copy when there is one. Select `["pending", "horde"]` to let beta override canonical.
+each category for the TTL. Invalid records are skipped and logged. A network error, 429 or 5xx is
+retried (`retry_max_attempts`, backoff doubling from `retry_backoff_seconds`, at most 10 s); when
+it still fails the last good copy is kept, or `BackendError` raised when there is none. A refusal
+(another 4xx, for instance 403 for a key that may not read the queue) gives the last good copy or
+None, as upstream. Select `["pending", "horde"]` to let beta override canonical.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Iterable, Mapping, Set
 from types import MappingProxyType
 from typing import Any
 
+import anyio
 import httpx
 import msgspec
 
@@ -28,6 +32,7 @@ __all__ = ["PENDING_SOURCE_ID", "PendingModelProvider"]
 PENDING_SOURCE_ID = "pending"
 
 _log = get_logger(__name__)
+_MAX_BACKOFF_SECONDS = 10.0
 _Records = Mapping[str, GenericModelRecord]
 
 
@@ -42,10 +47,18 @@ class PendingModelProvider(ModelProvider):
         categories: Iterable[str | MODEL_REFERENCE_CATEGORY],
         cache_ttl_seconds: float = 60.0,
         timeout_seconds: float = 10.0,
+        retry_max_attempts: int = 3,
+        retry_backoff_seconds: float = 1.0,
     ) -> None:
         """`primary_api_url` includes the API root (for example `https://host/api`)."""
         if timeout_seconds <= 0:
             raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds!r}")
+        if retry_max_attempts < 1:
+            raise ValueError(f"retry_max_attempts must be at least 1, got {retry_max_attempts!r}")
+        if retry_backoff_seconds < 0:
+            raise ValueError(f"retry_backoff_seconds must not be negative, got {retry_backoff_seconds!r}")
+        self._attempts = retry_max_attempts
+        self._backoff = retry_backoff_seconds
         self._base_url = primary_api_url.rstrip("/")
         self._headers = {"apikey": apikey}
         self._categories = frozenset(parse_category(c) for c in categories)
@@ -68,8 +81,13 @@ class PendingModelProvider(ModelProvider):
         return self._ttl
 
     def fetch_timeout_seconds(self) -> float | None:
-        """The HTTP timeout plus a second, so the request's own timeout reports first."""
-        return self._timeout + 1.0
+        """Every attempt's timeout and backoff plus a second, so the request's own timeout reports first."""
+        waits = sum(self._delay(attempt) for attempt in range(1, self._attempts))
+        return self._attempts * self._timeout + waits + 1.0
+
+    def _delay(self, attempt: int) -> float:
+        """The wait before retry number `attempt` (1 for the first retry)."""
+        return min(self._backoff * 2 ** (attempt - 1), _MAX_BACKOFF_SECONDS)
 
     def _url_for(self, category: MODEL_REFERENCE_CATEGORY) -> str:
         """The pending endpoint of `category`."""
@@ -80,7 +98,8 @@ class PendingModelProvider(ModelProvider):
     ) -> _Records | None:
         """Pending records of `category` (cached for the TTL); None for a category not configured.
 
-        Raises `BackendError` when the request fails and no earlier copy is cached.
+        A refusal (4xx) gives the last good copy or None; a request that still fails after its
+        retries raises `BackendError` when no earlier copy is cached.
         """
         cat = parse_category(category)
         if cat not in self._categories:
@@ -89,12 +108,20 @@ class PendingModelProvider(ModelProvider):
         if cached is not None:
             return cached
         url = self._url_for(cat)
-        try:
-            with httpx.Client(timeout=self._timeout) as client:
-                response = client.get(url, headers=self._headers)
-        except httpx.HTTPError as exc:
-            return self._fallback(cat, url, f"{type(exc).__name__}: {exc}")
-        return self._accept(cat, url, response)
+        reason = ""
+        with httpx.Client(timeout=self._timeout) as client:
+            for attempt in range(self._attempts):
+                if attempt:
+                    time.sleep(self._delay(attempt))
+                try:
+                    response = client.get(url, headers=self._headers)
+                except httpx.HTTPError as exc:
+                    reason = f"{type(exc).__name__}: {exc}"
+                    continue
+                if not _transient(response.status_code):
+                    return self._accept(cat, url, response)
+                reason = f"HTTP {response.status_code}"
+        return self._fallback(cat, url, reason)
 
     async def fetch_category_async(
         self, category: MODEL_REFERENCE_CATEGORY, *, force_refresh: bool = False
@@ -107,12 +134,20 @@ class PendingModelProvider(ModelProvider):
         if cached is not None:
             return cached
         url = self._url_for(cat)
-        try:
-            async with httpx.AsyncClient(timeout=self._timeout) as client:
-                response = await client.get(url, headers=self._headers)
-        except httpx.HTTPError as exc:
-            return self._fallback(cat, url, f"{type(exc).__name__}: {exc}")
-        return self._accept(cat, url, response)
+        reason = ""
+        async with httpx.AsyncClient(timeout=self._timeout) as client:
+            for attempt in range(self._attempts):
+                if attempt:
+                    await anyio.sleep(self._delay(attempt))
+                try:
+                    response = await client.get(url, headers=self._headers)
+                except httpx.HTTPError as exc:
+                    reason = f"{type(exc).__name__}: {exc}"
+                    continue
+                if not _transient(response.status_code):
+                    return self._accept(cat, url, response)
+                reason = f"HTTP {response.status_code}"
+        return self._fallback(cat, url, reason)
 
     def _fresh(self, category: MODEL_REFERENCE_CATEGORY) -> _Records | None:
         with self._lock:
@@ -121,7 +156,11 @@ class PendingModelProvider(ModelProvider):
             return None
         return entry[1]
 
-    def _accept(self, category: MODEL_REFERENCE_CATEGORY, url: str, response: httpx.Response) -> _Records:
+    def _accept(
+        self, category: MODEL_REFERENCE_CATEGORY, url: str, response: httpx.Response
+    ) -> _Records | None:
+        if 400 <= response.status_code < 500:
+            return self._refused(category, url, response.status_code)
         if response.status_code != 200:
             return self._fallback(category, url, f"HTTP {response.status_code}")
         try:
@@ -135,6 +174,19 @@ class PendingModelProvider(ModelProvider):
             self._cache[category] = (time.monotonic(), records)
         return records
 
+    def _refused(self, category: MODEL_REFERENCE_CATEGORY, url: str, status: int) -> _Records | None:
+        """The primary refused the request (4xx): the last good copy, or None as upstream."""
+        with self._lock:
+            entry = self._cache.get(category)
+        _log.warning(
+            "pending_fetch_refused",
+            category=category.value,
+            url=url,
+            status=status,
+            kept="last good" if entry else "nothing",
+        )
+        return entry[1] if entry else None
+
     def _fallback(self, category: MODEL_REFERENCE_CATEGORY, url: str, reason: str) -> _Records:
         with self._lock:
             entry = self._cache.get(category)
@@ -144,6 +196,11 @@ class PendingModelProvider(ModelProvider):
             "pending_fetch_failed", category=category.value, url=url, reason=reason, kept="last good"
         )
         return entry[1]
+
+
+def _transient(status: int) -> bool:
+    """A status worth retrying: 429 or a server error."""
+    return status == 429 or status >= 500
 
 
 def _decode_records(
