@@ -234,7 +234,8 @@ async def test_every_refusal_maps_to_its_status(base: Path, nats_url: str, subje
             ("POST", f"{QUEUE}/batches", {"json": {"rejected_ids": [pending_id]}, "headers": as_approver()}, 422, "reason_required"),
             ("POST", f"{QUEUE}/batches", {"json": {"approved_ids": [1], "rejected_ids": [2]}, "headers": as_approver()}, 422, "bad_request"),
             ("POST", f"{QUEUE}/purge", {"json": {"statuses": ["rejected"], "dry_run": True}, "headers": as_approver()}, 422, "bad_request"),
-            ("POST", f"{QUEUE}/approve", {"json": {"change_ids": [pending_id], "api_key": APP}}, 422, "bad_request"),
+            ("POST", f"{QUEUE}/approve", {"json": {"change_ids": [pending_id], "api_key": APP}, "headers": as_approver()}, 422, "bad_request"),
+            ("POST", f"{QUEUE}/approve", {"json": {"change_ids": [pending_id], "api_key": APP}}, 401, "unauthorized"),
             ("POST", f"{QUEUE}/apply", {"content": b"{not json", "headers": as_approver()}, 422, "bad_request"),
             ("GET", f"{QUEUE}/changes", {"params": {"limit": "0"}, "headers": as_requester()}, 422, "bad_request"),
             ("GET", f"{QUEUE}/changes", {"params": {"statuses": "lost"}, "headers": as_requester()}, 422, "bad_request"),
@@ -269,6 +270,9 @@ class _Refusing:
         self.code = code
         self.settings = WriteSettings()
         self.commands: list[WriteCommand] = []
+
+    async def check_key(self, api_key: str | None) -> None:
+        """Every key passes: the command's refusal is what is tested."""
 
     async def handle(self, command: WriteCommand) -> WriteReply:
         self.commands.append(command)

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import msgspec
 
 from horde_model_reference.errors import SettingsError
-from horde_model_reference.writes.settings import WriteSettings
+from horde_model_reference.writes.settings import HttpSettings, WriteSettings
 
 __all__ = [
     "ENV_PREFIX",
@@ -115,6 +115,7 @@ class HordeModelReferenceSettings(msgspec.Struct, kw_only=True):
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
     nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
     writes: WriteSettings = msgspec.field(default_factory=WriteSettings)
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
 
     def resolved_base_path(self) -> Path:
         """The base path, with the `AIWORKER_CACHE_HOME` fallback applied."""

@@ -141,7 +141,14 @@ def _run_serve(args: argparse.Namespace) -> int:
         components.append(writes.run)  # before the HTTP face, which hands it its write requests
     if args.http is not None:
         components.append(
-            partial(serve_http, host=args.http_host, port=args.http, replicate_mode=args.mode, writes=writes)
+            partial(
+                serve_http,
+                host=args.http_host,
+                port=args.http,
+                replicate_mode=args.mode,
+                writes=writes,
+                limits=settings.http,
+            )
         )
     url_file = base_path / SERVICE_URL_FILE
     try:

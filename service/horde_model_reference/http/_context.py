@@ -12,6 +12,7 @@ from horde_model_reference.errors import CategoryNotFoundError
 from horde_model_reference.http._views import CatalogViews
 from horde_model_reference.http.source import SnapshotSource
 from horde_model_reference.integrations.popularity import PopularityService
+from horde_model_reference.writes.settings import HttpSettings
 
 if TYPE_CHECKING:
     from horde_model_reference.writes.service import WriteService
@@ -28,6 +29,8 @@ class ApiContext:
     replicate_mode: str = "PRIMARY"
     writes: WriteService | None = None
     """The running write service the write routes hand their commands to (None: no writes)."""
+    limits: HttpSettings = field(default_factory=HttpSettings)
+    """Connection limits (the app uses `body_timeout`; `serve_http` the rest)."""
     views: CatalogViews = field(default_factory=CatalogViews)
     started_at: float = field(default_factory=time.time)
     _headers: dict[str, tuple[str, int, dict[str, str]]] = field(default_factory=dict)

@@ -15,6 +15,7 @@ from horde_model_reference.bus.events import Snapshot
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, parse_category
 from horde_model_reference.errors import CategoryNotFoundError, UnknownCategoryError
 from horde_model_reference.logs import get_logger
+from horde_model_reference.writes.errors import bounded
 
 __all__ = [
     "JSON",
@@ -50,7 +51,7 @@ def json_response(value: Any, *, status: int = 200, headers: Mapping[str, str] |
 
 
 def _error_response(status: int, detail: str, headers: Mapping[str, str] | None = None) -> Response:
-    return json_response({"detail": detail}, status=status, headers=headers)
+    return json_response({"detail": bounded(detail)}, status=status, headers=headers)
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

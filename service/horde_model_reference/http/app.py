@@ -23,6 +23,7 @@ from horde_model_reference.http.source import SnapshotSource
 from horde_model_reference.integrations.horde_api import DEFAULT_HORDE_API_URL
 from horde_model_reference.integrations.popularity import PopularityService
 from horde_model_reference.settings import ReplicateMode
+from horde_model_reference.writes.settings import HttpSettings
 
 if TYPE_CHECKING:
     from horde_model_reference.writes.service import WriteService
@@ -38,6 +39,7 @@ def create_app(
     replicate_mode: ReplicateMode | str = ReplicateMode.PRIMARY,
     cors_origins: Sequence[str] | None = None,
     writes: WriteService | None = None,
+    limits: HttpSettings | None = None,
 ) -> Starlette:
     """The HTTP face (today's primary's API) over `source`'s in-memory snapshots.
 
@@ -45,12 +47,14 @@ def create_app(
     `PopularityService` on `horde_api_url`, which sends nothing until asked). `cors_origins`
     adds CORS headers for those origins (`["*"]` for any). `writes`, the service's running
     `WriteService`, answers the write routes (without it they answer 503 `read_only`).
+    `limits` (`HttpSettings`): the app uses its `body_timeout`, `serve_http` the rest.
     """
     ctx = ApiContext(
         source=source,
         popularity=popularity or PopularityService(base_url=horde_api_url),
         replicate_mode=ReplicateMode(replicate_mode).value,
         writes=writes,
+        limits=limits or HttpSettings(),
     )
     metrics = HttpMetrics()
     routes: list[BaseRoute] = [  # the most requested first: routes are tried in order

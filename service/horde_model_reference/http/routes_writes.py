@@ -10,10 +10,12 @@ its `code` (`STATUS_BY_CODE`). Paths and bodies: docs/http.md.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -37,6 +39,13 @@ from horde_model_reference.writes.contracts import (
     WriteErrorReply,
     decode_command,
 )
+from horde_model_reference.writes.errors import (
+    AuthUnavailableError,
+    UnauthorizedError,
+    bounded,
+    error_reply,
+)
+from horde_model_reference.writes.validation import TOO_DEEP
 
 if TYPE_CHECKING:
     from horde_model_reference.writes.service import WriteService
@@ -54,7 +63,10 @@ STATUS_BY_CODE: dict[str, int] = {
     "already_exists": 409,
     "conflict": 409,
     "invalid_state": 409,
+    "timeout": 408,
     "too_large": 413,
+    "rate_limited": 429,
+    "queue_full": 429,
     "invalid_name": 422,
     "invalid_record": 422,
     "reason_required": 422,
@@ -111,16 +123,19 @@ def write_routes(ctx: ApiContext) -> list[Route]:
             try:
                 request_id = _request_id(request)
                 writes = _service(ctx)
+                await writes.check_key(request.headers.get("apikey"))  # before reading any body
                 command = await build(request)
             except ApiError as exc:  # a bad query parameter
                 return _refusal(
-                    WriteErrorReply(code="bad_request", message=exc.detail, request_id=request_id)
+                    WriteErrorReply(code="bad_request", message=exc.detail, request_id=request_id), request
                 )
             except _Refused as exc:
                 reply = WriteErrorReply(
                     code=exc.code, message=exc.message, details=exc.details, request_id=request_id
                 )
-                return _refusal(reply)
+                return _refusal(reply, request)
+            except (UnauthorizedError, AuthUnavailableError) as exc:
+                return _refusal(error_reply(exc, request_id), request)
             command = msgspec.structs.replace(
                 command, api_key=request.headers.get("apikey"), request_id=command.request_id or request_id
             )
@@ -132,7 +147,11 @@ def write_routes(ctx: ApiContext) -> list[Route]:
         return run
 
     async def body(request: Request) -> bytes:
-        return await _body(request, _service(ctx).settings.max_payload_bytes + _ENVELOPE_BYTES)
+        limit = _service(ctx).settings.max_payload_bytes + _ENVELOPE_BYTES
+        timeout = ctx.limits.body_timeout
+        with anyio.move_on_after(timeout):
+            return await _body(request, limit)
+        raise _Refused("timeout", f"the request body was not received within {timeout:g} s")
 
     def propose(operation: Operation) -> Builder:
         async def build(request: Request) -> WriteCommand:
@@ -240,9 +259,11 @@ def _service(ctx: ApiContext) -> WriteService:
     return ctx.writes
 
 
-def _refusal(reply: WriteErrorReply) -> Response:
+def _refusal(reply: WriteErrorReply, request: Request | None = None) -> Response:
+    """The refusal as JSON; `request` given when its body may be unread: the connection is then
+    closed after the answer, so an unread body is never read."""
     body = {
-        "detail": reply.message,
+        "detail": bounded(reply.message),
         "code": reply.code,
         "details": reply.details,
         "request_id": reply.request_id,
@@ -250,7 +271,17 @@ def _refusal(reply: WriteErrorReply) -> Response:
     headers = {"x-request-id": reply.request_id} if reply.request_id else {}
     if reply.code in _RETRY_AFTER:
         headers["retry-after"] = _RETRY_AFTER[reply.code]
+    retry_after = reply.details.get("retry_after")
+    if isinstance(retry_after, int | float):
+        headers["retry-after"] = str(math.ceil(retry_after))
+    if request is not None and _has_body(request):
+        headers["connection"] = "close"
     return json_response(body, status=STATUS_BY_CODE.get(reply.code, 400), headers=headers)
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length", "0")
+    return length != "0" or "transfer-encoding" in request.headers
 
 
 def _request_id(request: Request) -> str:
@@ -290,6 +321,8 @@ def _decode(data: bytes, kind: Any, what: str, *, code: str = "bad_request") -> 
         return msgspec.json.decode(data, type=kind)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise _Refused(code, f"the body must be {what}: {exc}", field="body") from None
+    except RecursionError:
+        raise _Refused("bad_request", f"the body must be {what}: {TOO_DEEP}", field="body") from None
 
 
 def _command(name: str, data: bytes, *, lenient: bool) -> WriteCommand:

@@ -23,9 +23,11 @@ from anyio.abc import TaskStatus
 from starlette.types import ASGIApp
 
 from horde_model_reference.errors import ModelReferenceError
+from horde_model_reference.http._protocol import bounded_protocol
 from horde_model_reference.http.app import create_app
 from horde_model_reference.http.source import SnapshotSource
 from horde_model_reference.logs import get_logger
+from horde_model_reference.writes.settings import HttpSettings
 
 __all__ = ["HttpEndpoint", "HttpServerError", "serve_http"]
 
@@ -79,20 +81,24 @@ async def serve_http(
     startup_timeout: float = 10.0,
     shutdown_timeout: float = 5.0,
     access_log: bool = False,
+    limits: HttpSettings | None = None,
     **app_options: Any,
 ) -> None:
     """Serve `app_or_source` (an ASGI app, or a source for `create_app(source, **app_options)`)
     on `host:port` until cancelled; `task_status.started(HttpEndpoint)` once it accepts connections.
 
+    `limits` (`HttpSettings`, default its defaults) bounds each request's head (size, fields,
+    time to send it), idle keep-alive connections, connections at once, and write bodies' time.
     Raises `HttpServerError` when it cannot start. Needs anyio's asyncio backend (uvicorn does).
     """
+    limits = limits or HttpSettings()
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         raise HttpServerError("serve_http needs anyio's asyncio backend (uvicorn runs on asyncio)") from None
     app: ASGIApp
     if isinstance(app_or_source, SnapshotSource):
-        app = create_app(app_or_source, **app_options)
+        app = create_app(app_or_source, limits=limits, **app_options)
     elif app_options:
         raise TypeError(f"app options {sorted(app_options)} given with a ready-made app")
     else:
@@ -105,6 +111,9 @@ async def serve_http(
         log_config=None,
         access_log=access_log,
         ws="none",
+        http=bounded_protocol(limits),
+        timeout_keep_alive=limits.keep_alive_timeout,
+        limit_concurrency=limits.max_connections,
         timeout_graceful_shutdown=max(1, math.ceil(shutdown_timeout)),
     )
     server = _EmbeddedServer(config)

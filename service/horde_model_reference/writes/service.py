@@ -47,6 +47,7 @@ from horde_model_reference.writes.contracts import (
     PurgeCommand,
     PurgeResult,
     RejectCommand,
+    Role,
     WriteCommand,
     WriteReply,
 )
@@ -284,6 +285,11 @@ class WriteService(CommandHandlers):
             limit=limit,
         )
         return await self._call(self._audit, command)
+
+    async def check_key(self, api_key: str | None) -> None:
+        """Refuse a key that may run no command at all (`UnauthorizedError`, `AuthUnavailableError`):
+        the HTTP face asks this before it reads a request's body."""
+        await self._auth.authenticate(api_key, role=Role.requester, command="write")
 
     async def handle(self, command: WriteCommand) -> WriteReply:
         """Run a wire command; refusals and failures come back as a `WriteErrorReply`."""

@@ -18,7 +18,7 @@ from typing import Annotated
 
 import msgspec
 
-__all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "WriteSettings"]
+__all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "HttpSettings", "WriteSettings"]
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 """The largest proposed record (encoded JSON bytes) accepted by default."""
@@ -79,3 +79,26 @@ class WriteSettings(msgspec.Struct, kw_only=True):
     def user_ids(self, role: str) -> tuple[str, ...]:
         """The configured AI-Horde user ids of `role`."""
         return _split(self.approver_ids if role == "approver" else self.requester_ids)
+
+
+class HttpSettings(msgspec.Struct, kw_only=True):
+    """Connection limits of the HTTP face (settings group `http`, `HORDE_MODEL_REFERENCE_HTTP__*`).
+
+    Kept beside the write settings (the other edge of the service) so that the settings module
+    need not import the HTTP package.
+    """
+
+    max_head_bytes: _PositiveInt = 16 * 1024
+    """Request line and headers of one request, in bytes (past it: 431 and the connection closed)."""
+    max_headers: _PositiveInt = 100
+    """Header fields of one request (past it: 431)."""
+    head_timeout: _PositiveSeconds = 10.0
+    """Seconds a client has to send a request's line and headers, from connecting or from its
+    first byte after a response (else 408 and the connection closed): slow and half-open clients."""
+    body_timeout: _PositiveSeconds = 30.0
+    """Seconds a client has to send a write request's body (else 408)."""
+    keep_alive_timeout: _PositiveInt = 5
+    """Seconds an idle keep-alive connection stays open (uvicorn's `timeout_keep_alive`)."""
+    max_connections: _PositiveInt = 1000
+    """Connections and requests in progress at once; past it new requests get 503 (uvicorn's
+    `limit_concurrency`)."""
