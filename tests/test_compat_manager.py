@@ -42,6 +42,20 @@ def test_the_upstream_module_path_is_the_manager_package() -> None:
     assert PrefetchStrategy is manager.PrefetchStrategy
     assert DeferredPrefetchHandle is manager.DeferredPrefetchHandle
     assert [s.value for s in PrefetchStrategy] == ["lazy", "sync", "deferred", "async", "none"]
+    from horde_model_reference import model_reference_manager as upstream_path
+    from horde_model_reference.backends.github_backend import GitHubBackend
+
+    assert upstream_path.GitHubBackend is GitHubBackend, "reGen imports GitHubBackend from the manager module"
+    assert upstream_path.FileSystemBackend is FileSystemBackend
+    assert upstream_path.MODEL_RECORD_TYPE_LOOKUP[IMAGE] is ImageGenerationModelRecord
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        upstream_path.nope  # noqa: B018
+
+
+def test_get_instance_before_construction() -> None:
+    assert not ModelReferenceManager.has_instance()
+    with pytest.raises(RuntimeError, match="ModelReferenceManager instance has not been created yet"):
+        ModelReferenceManager.get_instance()
 
 
 def test_the_default_prefetch_strategy_is_lazy(catalog_dir: Path) -> None:
@@ -190,7 +204,12 @@ def test_a_patched_canonical_view_feeds_canonical_queries(
 ) -> None:
     manager, canonical = patched
     assert sorted(manager.query(IMAGE).names()) == ["canonical_only", "shared"]
-    assert manager.query(CLIP).count() == 0, "a category the view lacks is empty"
+    assert manager.query(CLIP).count() == 0, "a category the view lacks is empty (upstream raises)"
+    assert sorted(manager.get_model_reference_or_none(IMAGE) or {}) == ["canonical_only", "shared"]
+    assert sorted(manager.get_model_reference()) == ["canonical_only", "shared"], (
+        "image_generation is the default"
+    )
+    assert manager.get_model_reference_or_none(CLIP) is None
     canonical[IMAGE] = {"later": _image("later")}
     assert manager.query(IMAGE).names() == ["later"], "the view is read when the query runs"
     assert [r.name for r in manager.query_all().to_list()] == ["later"]
@@ -222,6 +241,8 @@ async def test_a_patched_async_view_feeds_async_queries(
     )
     merged = await manager.get_model_reference_or_none_async(IMAGE, source=["horde", "pending"])
     assert merged is not None and sorted(merged) == ["canonical_only", "p", "shared"]
+    canonical = await manager.get_model_reference_or_none_async(IMAGE, httpx_client=None)
+    assert sorted(canonical or {}) == ["canonical_only", "shared"]
 
 
 def test_the_hot_path_and_undone_patches_read_the_snapshots(
@@ -240,14 +261,19 @@ def test_the_hot_path_and_undone_patches_read_the_snapshots(
 
 
 def test_a_subclass_override_feeds_queries(catalog_dir: Path) -> None:
-    class Fixed(ModelReferenceManager):
+    class Extended(ModelReferenceManager):
+        """Adds a record to the canonical view, reading the real one through `super()`."""
+
         def get_all_model_references_or_none(
             self, overwrite_existing: bool = False, *, safe_mode: bool = False
         ) -> CanonicalView:
-            return {IMAGE: {"only": _image("only")}}
+            view = super().get_all_model_references_or_none(overwrite_existing, safe_mode=safe_mode)
+            return {**view, IMAGE: {**(view[IMAGE] or {}), "extra": _image("extra")}}
 
-    manager = Fixed(backend=CountingBackend(catalog_dir))
+    manager = Extended(backend=CountingBackend(catalog_dir))
     try:
-        assert manager.query(IMAGE).names() == ["only"]
+        names = manager.query(IMAGE).names()
+        assert "extra" in names and KNOWN in names
+        assert "extra" in manager.get_model_reference(IMAGE)
     finally:
-        Fixed.reset()
+        Extended.reset()

@@ -49,7 +49,7 @@ def test_singleton_semantics(catalog_dir: Path) -> None:
         ModelReferenceManager(backend=FileSystemBackend(catalog_dir))
     ModelReferenceManager.reset()
     assert not ModelReferenceManager.has_instance()
-    with pytest.raises(RuntimeError, match="not been constructed"):
+    with pytest.raises(RuntimeError, match="instance has not been created yet"):
         ModelReferenceManager.get_instance()
 
 

@@ -239,7 +239,7 @@ class ModelReferenceManager(PopularityMixin, TypedAccessMixin, ReadApi):
     def get_instance(cls) -> ModelReferenceManager:
         """The existing instance (raises `RuntimeError` when none was constructed)."""
         if cls._instance is None or not cls._instance._initialised:
-            raise RuntimeError("ModelReferenceManager has not been constructed yet")
+            raise RuntimeError("ModelReferenceManager instance has not been created yet (construct it first)")
         return cls._instance
 
     @classmethod

@@ -47,7 +47,7 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
         """
         if overwrite_existing or not self.is_warm:
             self.warm_cache(force_refresh=overwrite_existing)
-        return {category: self.get_model_reference_or_none(category) for category in MODEL_REFERENCE_CATEGORY}
+        return {category: self._held_records(category) for category in MODEL_REFERENCE_CATEGORY}
 
     def get_all_model_references(
         self, overwrite_existing: bool = False
@@ -67,8 +67,13 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
             await self.warm_cache_async(overwrite_existing)
         result: dict[MODEL_REFERENCE_CATEGORY, dict[str, GenericModelRecord] | None] = {}
         for category in MODEL_REFERENCE_CATEGORY:
-            result[category] = await self.get_model_reference_or_none_async(category)
+            snapshot = await self._snapshot_async(category)
+            result[category] = snapshot.records_dict() if snapshot is not None else None
         return result
+
+    def _held_records(self, category: MODEL_REFERENCE_CATEGORY) -> dict[str, GenericModelRecord] | None:
+        snapshot = self._snapshot_sync(category)
+        return snapshot.records_dict() if snapshot is not None else None
 
     async def get_all_model_references_async(
         self, overwrite_existing: bool = False, *, httpx_client: object = None
@@ -83,12 +88,15 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
         *,
         source: SourceSelector = HORDE_SOURCE_ID,
     ) -> dict[str, GenericModelRecord] | None:
-        """The category's records by name, or None when it has no catalog."""
-        if source != HORDE_SOURCE_ID:
-            merged = self._merged_records_sync(parse_category(category), source)
-            return dict(merged) if merged is not None else None
-        snapshot = self._snapshot_sync(category, overwrite_existing)
-        return snapshot.records_dict() if snapshot is not None else None
+        """The category's records by name, or None when it has no catalog.
+
+        Canonical records come through an overriding `get_all_model_references_or_none`, if any.
+        """
+        if source == HORDE_SOURCE_ID and self._overridden_all_sync() is None:
+            snapshot = self._snapshot_sync(category, overwrite_existing)
+            return snapshot.records_dict() if snapshot is not None else None
+        merged = self._merged_records_sync(parse_category(category), source, force_refresh=overwrite_existing)
+        return dict(merged) if merged is not None else None
 
     async def get_model_reference_or_none_async(
         self,
@@ -96,17 +104,20 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
         overwrite_existing: bool = False,
         *,
         source: SourceSelector = HORDE_SOURCE_ID,
+        httpx_client: object = None,
     ) -> dict[str, GenericModelRecord] | None:
-        """Async `get_model_reference_or_none`."""
-        if source != HORDE_SOURCE_ID:
-            merged = await self._merged_records_async(parse_category(category), source)
-            return dict(merged) if merged is not None else None
-        snapshot = await self._snapshot_async(category, overwrite_existing)
-        return snapshot.records_dict() if snapshot is not None else None
+        """Async `get_model_reference_or_none` (through an overriding `..._async`, if any)."""
+        if source == HORDE_SOURCE_ID and self._overridden_all_async() is None:
+            snapshot = await self._snapshot_async(category, overwrite_existing)
+            return snapshot.records_dict() if snapshot is not None else None
+        merged = await self._merged_records_async(
+            parse_category(category), source, force_refresh=overwrite_existing
+        )
+        return dict(merged) if merged is not None else None
 
     def get_model_reference(
         self,
-        category: str | MODEL_REFERENCE_CATEGORY,
+        category: str | MODEL_REFERENCE_CATEGORY = MODEL_REFERENCE_CATEGORY.image_generation,
         overwrite_existing: bool = False,
         *,
         source: SourceSelector = HORDE_SOURCE_ID,

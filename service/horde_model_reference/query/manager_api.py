@@ -213,6 +213,14 @@ class ProviderQueryMixin:
 
     # -- reading ------------------------------------------------------------------------------
 
+    def _overridden_all_sync(self) -> Callable[..., Any] | None:
+        """The override of `get_all_model_references_or_none` (instance attribute or subclass), or None."""
+        return _override(self, _ALL_SYNC)
+
+    def _overridden_all_async(self) -> Callable[..., Any] | None:
+        """The override of `get_all_model_references_or_none_async`, or None."""
+        return _override(self, _ALL_ASYNC)
+
     def _canonical_sync(
         self, category: MODEL_REFERENCE_CATEGORY, force_refresh: bool = False
     ) -> Records | None:
