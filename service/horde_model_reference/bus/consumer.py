@@ -8,8 +8,9 @@ one hop less on the propagation path; its `on_change` callbacks are queued for t
 
 - `CategoryChanged` with revision = held + 1, a delta, and `previous_digest` = held digest:
   patch the records in place (no fetch at all);
-- a revision further ahead, or no delta: fetch the snapshot (Redis first, NATS request/reply as
-  the fallback) and install it;
+- a revision further ahead, or no delta: fetch the snapshot (JetStream first, then Redis, then
+  the service's request/reply; each fetch names the digest held, so an unchanged one costs no
+  bytes) and install it;
 - a revision at or below the one held: ignore (events are idempotent; duplicates and reordering
   are harmless);
 - a heartbeat showing a revision or digest different from the one held, a reconnect, or a
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
@@ -29,22 +31,16 @@ import anyio
 import anyio.to_thread
 import msgspec
 from anyio.abc import TaskStatus
-from nats.errors import NoRespondersError
 
 from horde_model_reference._portal import get_portal
 from horde_model_reference.bus.connection import NatsAuth, NatsClient, NatsOptions, connect_nats
-from horde_model_reference.bus.events import (
-    CategoryChanged,
-    ErrorReply,
-    Heartbeat,
-    Snapshot,
-    SnapshotRequest,
-    Subjects,
-    decode_event,
-)
+from horde_model_reference.bus.events import CategoryChanged, Heartbeat, Subjects, decode_event
+from horde_model_reference.bus.jetstream_sources import Fetched, ServiceAbsent, SnapshotSources
+from horde_model_reference.bus.signing import SignatureError, load_verifier
 from horde_model_reference.bus.snapshot_store import RedisSnapshotStore, StoredSnapshot
+from horde_model_reference.bus.trust import MAX_UNSERVED_ATTEMPTS, BusTrust, CatalogRejectedError
 from horde_model_reference.cache import ChangeNotice, ReferenceCache
-from horde_model_reference.catalog import catalog_digest, decode_catalog
+from horde_model_reference.catalog import decode_catalog
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, canonical_categories
 from horde_model_reference.errors import BackendError, CatalogDecodeError, RecordDecodeError
 from horde_model_reference.logs import get_logger
@@ -85,10 +81,6 @@ def _decode_delta(
     return decode_catalog(category, body, strict=True).records
 
 
-class _ServiceAbsent(BackendError):
-    """NATS is up but no service answers: the data is unavailable, not late."""
-
-
 class BusOptions(msgspec.Struct, frozen=True, kw_only=True):
     """Where the bus and the snapshot cache are, and how long to wait for them."""
 
@@ -102,6 +94,13 @@ class BusOptions(msgspec.Struct, frozen=True, kw_only=True):
     retry_interval: float = 1.0
     """How soon a failed resync is retried."""
     auth: NatsAuth = NatsAuth()
+    jetstream: bool = True
+    """Read snapshots from the service's JetStream bucket first (Redis and the service follow)."""
+    resync_jitter: float = 1.0
+    """A resync after a reconnect starts after a random delay up to this many seconds, so a fleet
+    that reconnects at once does not resynchronise at once."""
+    breaker_seconds: float = 30.0
+    """A snapshot source (JetStream, Redis) that failed is skipped for this long."""
 
 
 class BusConsumer:
@@ -137,8 +136,25 @@ class BusConsumer:
         self._thread_id: int | None = None
         self._closing = False
         self._tg: anyio.abc.TaskGroup | None = None
-        self.stats = {"patched": 0, "snapshots_redis": 0, "snapshots_nats": 0, "ignored": 0, "resyncs": 0}
-        """Counters: deltas patched, snapshots read from Redis and over NATS, events ignored, resyncs."""
+        self.stats = {
+            "patched": 0,
+            "snapshots_jetstream": 0,
+            "snapshots_redis": 0,
+            "snapshots_nats": 0,
+            "not_modified": 0,
+            "snapshot_bytes": 0,
+            "ignored": 0,
+            "resyncs": 0,
+            "refused": 0,
+        }
+        self._trust = BusTrust(load_verifier(options.auth.trusted_keys))
+        """Signatures, digests and revision bounds, checked before anything is installed; "refused"
+        counts the messages, deltas and snapshots it refused."""
+        """Counters: deltas patched, snapshots read from JetStream, Redis and the service, fetches
+        answered "unchanged", snapshot bytes received, events ignored, resyncs."""
+        self._sources: SnapshotSources | None = None
+        self._origin: dict[str, str] = {}
+        """Per category, the id of the service that produced the snapshot held ("" when unknown)."""
 
     @property
     def connected(self) -> bool:
@@ -194,7 +210,24 @@ class BusConsumer:
         self._busy = self._started = False
         self._accepting = True
         if self.options.redis_url:
-            self._store = RedisSnapshotStore(self.options.redis_url, key_prefix=self.options.redis_key_prefix)
+            timeout = self.options.request_timeout
+            self._store = RedisSnapshotStore(
+                self.options.redis_url,
+                key_prefix=self.options.redis_key_prefix,
+                socket_timeout=timeout,
+                connect_timeout=timeout,
+                pool_timeout=timeout,
+                op_timeout=timeout,
+            )
+        self._sources = SnapshotSources(
+            self._subjects,
+            request_timeout=self.options.request_timeout,
+            jetstream=self.options.jetstream,
+            redis=self._store,
+            breaker_seconds=self.options.breaker_seconds,
+            stats=self.stats,
+            accept=self._trust.signature_ok,
+        )
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
@@ -247,10 +280,12 @@ class BusConsumer:
                 _log.exception("bus_connect_failed", url=redact_url(self.options.nats_url), retry_in=delay)
             else:
                 self._nc = nc
+                self._attach(nc)
                 delay = self.options.retry_interval
                 self._enqueue(("resync", None))
                 await closed.wait()
                 self._nc = None
+                self._attach(None)
                 _log.warning("bus_connection_lost", url=redact_url(self.options.nats_url), retry_in=delay)
             await anyio.sleep(delay * (1 + random.random() / 2))
             delay = min(delay * 2, _MAX_RETRY_DELAY)
@@ -266,16 +301,54 @@ class BusConsumer:
         if wakeup is not None:
             wakeup.set()
 
+    def _attach(self, nc: NatsClient | None) -> None:
+        if self._sources is not None:
+            self._sources.attach(nc)
+
+    def _refuse_message(self, subject: str, exc: SignatureError) -> None:
+        """Refuse a message whose signature is missing or wrong, and resynchronise its category from a
+        verified snapshot (coalesced, with backoff: a flood of forgeries costs one fetch at a time)."""
+        self.stats["refused"] += 1
+        refused = self.stats["refused"]
+        if refused <= 10 or refused % 100 == 0:
+            _log.error(
+                "bus_message_refused",
+                subject=subject,
+                reason=exc.reason,
+                key_id=exc.key_id,
+                accepted=self._trust.verifier.key_ids,
+                refused=refused,
+            )
+        changed = self._subjects.changed("")
+        category = _CATEGORIES.get(subject.removeprefix(changed)) if subject.startswith(changed) else None
+        if category is not None and self._accepting:
+            self._schedule_retry(category, 0, blocks_readiness=False)
+
     def _on_gap(self, reason: str) -> None:
+        if reason == "reconnected" and self.options.resync_jitter > 0 and self._tg is not None:
+            delay = random.uniform(0, self.options.resync_jitter)
+            _log.info("bus_gap_resync", reason=reason, delay=round(delay, 3))
+            self._tg.start_soon(self._resync_later, delay)
+            return
         _log.info("bus_gap_resync", reason=reason)
         self._enqueue(("resync", None))
 
+    async def _resync_later(self, delay: float) -> None:
+        await anyio.sleep(delay)
+        self._enqueue(("resync", None))
+
     async def _on_message(self, msg: Any) -> None:
+        try:
+            self._trust.check_message(msg.subject, msg.data, msg.headers)
+        except SignatureError as exc:
+            self._refuse_message(msg.subject, exc)
+            return
         try:
             event = decode_event(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             _log.error("bus_event_undecodable", subject=msg.subject, error=str(exc))
             return
+        self._trust.note(event)
         if (
             isinstance(event, CategoryChanged)
             and self._started
@@ -299,7 +372,7 @@ class BusConsumer:
             return False
         try:
             notice = self._apply_delta(category, event)
-        except (RecordDecodeError, CatalogDecodeError):
+        except (RecordDecodeError, CatalogDecodeError, CatalogRejectedError):
             return False  # the queued event reports it and resynchronises
         if notice is not None:
             self._enqueue(("notice", notice))
@@ -363,6 +436,16 @@ class BusConsumer:
         if self._is_next_delta(category, event):
             try:
                 notice = self._apply_delta(category, event)
+            except CatalogRejectedError as exc:
+                self.stats["refused"] += 1
+                _log.error(
+                    "bus_delta_refused",
+                    category=category.value,
+                    revision=event.revision,
+                    reason=exc.reason,
+                    service_id=event.service_id,
+                    action="fetch the snapshot",
+                )
             except (RecordDecodeError, CatalogDecodeError) as exc:
                 _log.warning(
                     "bus_delta_unusable", category=category.value, revision=event.revision, error=str(exc)
@@ -386,6 +469,7 @@ class BusConsumer:
     def _apply_delta(self, category: MODEL_REFERENCE_CATEGORY, event: CategoryChanged) -> ChangeNotice | None:
         """Patch the held records with `event`'s delta and install them (raises on a bad record)."""
         held = self._cache.snapshots[category.value]
+        hashes = self._trust.check_delta(event, held.revision, held.digest)
         records = held.records_dict()
         for name in event.removed:
             records.pop(name, None)
@@ -399,7 +483,10 @@ class BusConsumer:
             raw=None,
             names=(tuple(event.added), tuple(event.removed), tuple(event.changed)),
         )
+        self._trust.keep(category.value, event.revision, event.digest, hashes)
         self.stats["patched"] += 1
+        if event.service_id:
+            self._origin[category.value] = event.service_id
         return notice
 
     async def _on_heartbeat(self, heartbeat: Heartbeat) -> None:
@@ -408,17 +495,26 @@ class BusConsumer:
         A revision ahead of the one held is given until the next heartbeat to arrive as an event
         (the heartbeat may be sent while that event is still on its way); still behind then, or a
         digest that differs at the same revision, or a category not held at all: resync now.
+        A revision below the one held is a heartbeat older than an event already applied, unless
+        it comes from another service that started later (the service lost its state and started
+        over): then exactly the state it announces is installed, never older data from a store.
         """
+        if self._sources is not None:
+            self._sources.clock_offset = heartbeat.sent_at - time.time()
         for name, state in heartbeat.categories.items():
             held = self._cache.snapshots.get(name)
-            force = False
+            expect: tuple[int, str, str] | None = None
             if held is not None:
                 if held.revision > state.revision:
-                    if held.digest == state.digest:
+                    if held.digest == state.digest or not self._started_over(name, heartbeat, held.loaded_at):
                         continue
-                    force = True  # the service went back (lost its state): follow it, loudly
+                    expect = (state.revision, state.digest, heartbeat.service_id)
                     _log.warning(
-                        "bus_revision_went_back", category=name, held=held.revision, service=state.revision
+                        "bus_revision_went_back",
+                        category=name,
+                        held=held.revision,
+                        service=state.revision,
+                        service_id=heartbeat.service_id,
                     )
                 elif held.revision == state.revision:
                     self._behind.pop(name, None)
@@ -440,32 +536,108 @@ class BusConsumer:
                 service=state.revision,
             )
             self._behind.pop(name, None)
-            await self._resync_category(category, min_revision=0 if force else state.revision, force=force)
+            if expect is not None:
+                await self._resync_category(category, min_revision=0, force=True, expect=expect)
+            else:
+                await self._resync_category(category, min_revision=state.revision)
+
+    def _started_over(self, name: str, heartbeat: Heartbeat, loaded_at: float) -> bool:
+        """Whether `heartbeat` comes from a service other than the one whose data is held, started later."""
+        origin = self._origin.get(name, "")
+        if origin:
+            return origin != heartbeat.service_id
+        return heartbeat.started_at > loaded_at
 
     async def _resync(self, category: MODEL_REFERENCE_CATEGORY | None) -> None:
         categories = canonical_categories() if category is None else (category,)
-        for each in categories:
-            if await self._resync_category(each, min_revision=0):
-                self._attempts.pop(each.value, None)
+        full = category is None and self._sources is not None
+        if full and self._sources is not None:
+            await self._sources.begin_pass()
+        try:
+            for each in categories:
+                if await self._resync_category(each, min_revision=0):
+                    self._attempts.pop(each.value, None)
+        finally:
+            if full and self._sources is not None:
+                self._sources.end_pass()
 
     async def _resync_category(
-        self, category: MODEL_REFERENCE_CATEGORY, *, min_revision: int, force: bool = False
+        self,
+        category: MODEL_REFERENCE_CATEGORY,
+        *,
+        min_revision: int,
+        force: bool = False,
+        expect: tuple[int, str, str] | None = None,
     ) -> bool:
         """Fetch and install the category's snapshot; False (and a retry scheduled) when it failed.
 
-        `force` installs even a lower revision (the service lost its state and started over).
+        The fetch names the revision and digest held: an unchanged category costs no bytes.
+        `force` installs even a lower revision (the service started over), and only the state
+        `expect` names (revision, digest, service id), or anything from that service.
         """
         self.stats["resyncs"] += 1
+        name = category.value
+        held = self._cache.snapshots.get(name)
+        held_state = (held.revision, held.digest) if held is not None and held.digest and not force else None
+        assert self._sources is not None
         try:
-            snapshot = await self._fetch_snapshot(category, min_revision)
+            fetched = await self._sources.fetch(
+                name, min_revision=min_revision, held=held_state, expect=expect
+            )
         except BackendError as exc:
-            _log.warning("bus_resync_failed", category=category.value, error=str(exc))
-            self._schedule_retry(category, min_revision, blocks_readiness=not isinstance(exc, _ServiceAbsent))
+            _log.warning("bus_resync_failed", category=name, error=str(exc))
+            self._schedule_retry(category, min_revision, blocks_readiness=not isinstance(exc, ServiceAbsent))
             return False
-        if snapshot is None:
+        if fetched is None:
             return True
-        if catalog_digest(snapshot.data) != snapshot.digest:
-            _log.error("bus_snapshot_digest_mismatch", category=category.value, revision=snapshot.revision)
+        snapshot = fetched.snapshot
+        if snapshot is None:
+            if fetched.service_id:
+                self._origin[name] = fetched.service_id
+            return True
+        if (
+            expect is not None
+            and (snapshot.revision, snapshot.digest) != expect[:2]
+            and fetched.service_id != expect[2]
+        ):
+            _log.warning(
+                "bus_snapshot_not_from_new_service",
+                category=name,
+                revision=snapshot.revision,
+                source=fetched.source,
+                expected=expect[0],
+            )
+            self._schedule_retry(category, min_revision)
+            return False
+        return await self._install_fetched(
+            category, fetched, snapshot, min_revision=min_revision, force=force
+        )
+
+    async def _install_fetched(
+        self,
+        category: MODEL_REFERENCE_CATEGORY,
+        fetched: Fetched,
+        snapshot: StoredSnapshot,
+        *,
+        min_revision: int,
+        force: bool,
+    ) -> bool:
+        held = self._cache.snapshots.get(category.value)
+        try:
+            hashes = await anyio.to_thread.run_sync(
+                self._trust.check_snapshot, snapshot, held.revision if held is not None else None
+            )
+        except CatalogRejectedError as exc:
+            self.stats["refused"] += 1
+            _log.error(
+                "bus_snapshot_refused",
+                category=category.value,
+                revision=snapshot.revision,
+                source=fetched.source,
+                reason=exc.reason,
+                min_revision=min_revision,
+                action="retry later",
+            )
             self._schedule_retry(category, min_revision)
             return False
         try:
@@ -482,8 +654,22 @@ class BusConsumer:
             issues=decoded.issues,
             force=force,
         )
+        installed = self._cache.snapshots.get(category.value)
+        if fetched.service_id and installed is not None and installed.revision == snapshot.revision:
+            self._origin[category.value] = fetched.service_id
+        if installed is not None and (installed.revision, installed.digest) == (
+            snapshot.revision,
+            snapshot.digest,
+        ):
+            self._trust.keep(category.value, snapshot.revision, snapshot.digest, hashes)
+            self._trust.served(category.value)
         if notice is not None:
-            _log.info("bus_snapshot_installed", category=category.value, revision=snapshot.revision)
+            _log.info(
+                "bus_snapshot_installed",
+                category=category.value,
+                revision=snapshot.revision,
+                source=fetched.source,
+            )
             await self._dispatch(notice)
         return True
 
@@ -495,6 +681,17 @@ class BusConsumer:
         A retry because no service is running does not hold readers back: they get what is held.
         """
         key = category.value
+        if min_revision and not self._trust.may_chase(key, min_revision):
+            _log.warning(
+                "bus_revision_not_chased",
+                category=key,
+                revision=min_revision,
+                attempts=MAX_UNSERVED_ATTEMPTS,
+                reason="no heartbeat confirms it; the next heartbeat says what to fetch",
+            )
+            min_revision, blocks_readiness = 0, False
+            if key in self._pending:
+                self._pending[key] = 0
         if blocks_readiness:
             self._unresolved.add(key)
         if key in self._pending:
@@ -511,50 +708,3 @@ class BusConsumer:
     async def _retry_later(self, category: MODEL_REFERENCE_CATEGORY, delay: float) -> None:
         await anyio.sleep(delay)
         self._enqueue(("retry", (category, self._pending.get(category.value, 0))))
-
-    async def _fetch_snapshot(
-        self, category: MODEL_REFERENCE_CATEGORY, min_revision: int
-    ) -> StoredSnapshot | None:
-        """Redis first; NATS request/reply when Redis is absent, down or behind."""
-        if self._store is not None:
-            try:
-                stored = await self._store.get(category.value)
-            except BackendError as exc:
-                _log.warning("bus_redis_unavailable", category=category.value, error=str(exc))
-                stored = None
-            if stored is not None and stored.revision >= min_revision:
-                self.stats["snapshots_redis"] += 1
-                return stored
-        return await self._request_snapshot(category, min_revision)
-
-    async def _request_snapshot(
-        self, category: MODEL_REFERENCE_CATEGORY, min_revision: int
-    ) -> StoredSnapshot | None:
-        nc = self._nc
-        if nc is None or not nc.is_connected:
-            if min_revision > 0:
-                raise BackendError("bus", category.value, "no snapshot source reachable (NATS not connected)")
-            return None
-        request = msgspec.json.encode(SnapshotRequest(min_revision=min_revision))
-        try:
-            reply = await nc.request(
-                self._subjects.snapshot(category.value), request, timeout=self.options.request_timeout
-            )
-        except NoRespondersError:
-            raise _ServiceAbsent("bus", category.value, "no service answers snapshot requests") from None
-        except Exception as exc:
-            raise BackendError("bus", category.value, f"snapshot request failed: {exc!r}") from exc
-        try:
-            answer = decode_event(reply.data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise BackendError("bus", category.value, f"undecodable snapshot reply: {exc}") from exc
-        if isinstance(answer, ErrorReply):
-            if answer.error in ("not_loaded", "unknown_category"):
-                return None
-            raise BackendError("bus", category.value, f"{answer.error}: {answer.message}")
-        if not isinstance(answer, Snapshot):
-            raise BackendError("bus", category.value, f"unexpected reply {type(answer).__name__}")
-        self.stats["snapshots_nats"] += 1
-        return StoredSnapshot(
-            category=answer.category, revision=answer.revision, digest=answer.digest, data=bytes(answer.data)
-        )

@@ -6,7 +6,7 @@ Subjects (prefix default `hmr.v1`, configurable):
 |----------------------------------|----------------|-------------------|
 | `<prefix>.changed.<category>`    | publish        | `CategoryChanged` |
 | `<prefix>.heartbeat`             | publish        | `Heartbeat`       |
-| `<prefix>.snapshot.<category>`   | request/reply  | `SnapshotRequest` -> `Snapshot` or `ErrorReply` |
+| `<prefix>.snapshot.<category>`   | request/reply  | `SnapshotRequest` -> `Snapshot`, `NotModified` or `ErrorReply` |
 | `<prefix>.health`                | request/reply  | (empty) -> `HealthReply` |
 | `<prefix>.write.<command>`       | request/reply  | write commands and their results |
 """
@@ -20,6 +20,7 @@ __all__ = [
     "ErrorReply",
     "HealthReply",
     "Heartbeat",
+    "NotModified",
     "Snapshot",
     "SnapshotRequest",
     "Subjects",
@@ -50,6 +51,10 @@ class CategoryChanged(msgspec.Struct, frozen=True, kw_only=True, tag="category_c
     record_count: int = 0
     service_id: str = ""
     published_at: float = 0.0
+    records_digest: str | None = None
+    """sha256 over the new catalog's record names and the sha256 of each record's raw JSON
+    (`bus.trust.records_digest`): what a consumer checks its patched catalog against. None from a
+    service that does not send it (the consumer then fetches the snapshot)."""
 
 
 class CategoryState(msgspec.Struct, frozen=True, array_like=False):
@@ -69,9 +74,26 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, tag="heartbeat", tag_
 
 
 class SnapshotRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """Ask for a category's snapshot. `min_revision` lets the service say it is behind."""
+    """Ask for a category's snapshot. `min_revision` lets the service say it is behind.
+
+    A consumer names what it holds (`held_revision`, `held_digest`): when that is still current
+    the answer is a `NotModified`, with no bytes. `deadline` (Unix time, as the service's clock
+    reads it; 0: none) is when the consumer stops waiting: a request still queued then is dropped.
+    """
 
     min_revision: int = 0
+    held_revision: int = 0
+    held_digest: str | None = None
+    deadline: float = 0.0
+
+
+class NotModified(msgspec.Struct, frozen=True, kw_only=True, tag="not_modified", tag_field="type"):
+    """The reply to a `SnapshotRequest` whose held revision and digest are the current ones."""
+
+    category: str
+    revision: int
+    digest: str
+    service_id: str = ""
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True, tag="snapshot", tag_field="type"):
@@ -82,6 +104,9 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True, tag="snapshot", tag_fi
     digest: str
     data: msgspec.Raw
     service_id: str = ""
+    signature: str | None = None
+    """The service's Ed25519 signature over category, revision and digest (`bus.signing`), when
+    it has a key."""
 
 
 class ErrorReply(msgspec.Struct, frozen=True, kw_only=True, tag="error", tag_field="type"):
@@ -181,9 +206,11 @@ class Subjects(msgspec.Struct, frozen=True):
 
 
 _ENCODER = msgspec.json.Encoder()
-_EVENT_DECODER = msgspec.json.Decoder(CategoryChanged | Heartbeat | Snapshot | ErrorReply | HealthReply)
+_EVENT_DECODER = msgspec.json.Decoder(
+    CategoryChanged | Heartbeat | Snapshot | NotModified | ErrorReply | HealthReply
+)
 
-Event = CategoryChanged | Heartbeat | Snapshot | ErrorReply | HealthReply
+Event = CategoryChanged | Heartbeat | Snapshot | NotModified | ErrorReply | HealthReply
 
 
 def encode_event(event: Event) -> bytes:

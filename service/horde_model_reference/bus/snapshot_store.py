@@ -9,6 +9,7 @@ by the socket timeouts and the pool's `BlockingConnectionPool` timeout. Redis er
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,12 +21,13 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
+from horde_model_reference.bus.signing import Signer, sign_snapshot
 from horde_model_reference.categories import all_categories
 from horde_model_reference.errors import BackendError
 from horde_model_reference.logs import get_logger
 from horde_model_reference.urls import redact_url
 
-__all__ = ["DEFAULT_KEY_PREFIX", "RedisSnapshotStore", "StoredSnapshot"]
+__all__ = ["DEFAULT_KEY_PREFIX", "CircuitBreaker", "RedisSnapshotStore", "StoredSnapshot"]
 
 DEFAULT_KEY_PREFIX = "hmr:v1"
 _BACKEND = "redis"
@@ -40,6 +42,43 @@ class StoredSnapshot(msgspec.Struct, frozen=True):
     digest: str
     data: bytes
     """The canonical v2 JSON bytes."""
+    signature: str | None = None
+    """The service's signature over category, revision and digest (`bus.signing.sign_snapshot`)."""
+
+
+class CircuitBreaker:
+    """Skip a source for `cooldown` seconds after it failed: a hung store costs one timeout, not one per call.
+
+    After the cooldown one call tries again (half-open); a success closes the breaker.
+    """
+
+    def __init__(self, name: str, cooldown: float) -> None:
+        self.name = name
+        self.cooldown = cooldown
+        self._open_until = 0.0
+        self.trips = 0
+        """How often the breaker opened."""
+
+    @property
+    def is_open(self) -> bool:
+        """Whether calls are skipped right now."""
+        return time.monotonic() < self._open_until
+
+    def allow(self) -> bool:
+        """Whether a call may go to the source now."""
+        return not self.is_open
+
+    def failed(self, error: str) -> None:
+        """A call failed: open the breaker (logged once per opening)."""
+        self.trips += 1
+        self._open_until = time.monotonic() + self.cooldown
+        _log.warning("bus_source_unavailable", source=self.name, error=error, skipped_for=self.cooldown)
+
+    def succeeded(self) -> None:
+        """A call succeeded: close the breaker."""
+        if self._open_until:
+            _log.info("bus_source_recovered", source=self.name)
+        self._open_until = 0.0
 
 
 class RedisSnapshotStore:
@@ -54,11 +93,14 @@ class RedisSnapshotStore:
         connect_timeout: float = 2.0,
         pool_timeout: float = 2.0,
         max_connections: int = 16,
+        op_timeout: float | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self.url = redact_url(url)
+        self._signer = signer
         self.key_prefix = key_prefix
-        # Each command gets one quick retry; the overall bound is enforced per call below.
-        self._op_timeout = 2 * (socket_timeout + connect_timeout) + pool_timeout
+        # Each command gets one quick retry; the overall bound (`op_timeout`) is enforced per call below.
+        self._op_timeout = op_timeout or 2 * (socket_timeout + connect_timeout) + pool_timeout
         pool = BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -76,11 +118,15 @@ class RedisSnapshotStore:
         return f"{self.key_prefix}:snapshot:{category}"
 
     async def put(self, snapshot: StoredSnapshot) -> None:
-        """Store `snapshot` in one command (HSET with all fields)."""
+        """Store `snapshot` in one command (HSET with all fields; signed when the store has a key)."""
+        signature = snapshot.signature or sign_snapshot(
+            self._signer, snapshot.category, snapshot.revision, snapshot.digest
+        )
         mapping: dict[FieldT, EncodableT] = {
             "revision": snapshot.revision,
             "digest": snapshot.digest,
             "data": snapshot.data,
+            "signature": signature or "",
         }
         await self._call(
             snapshot.category, "put", self._redis.hset(self.key(snapshot.category), mapping=mapping)
@@ -99,6 +145,7 @@ class RedisSnapshotStore:
                 revision=int(fields[b"revision"]),
                 digest=fields[b"digest"].decode("ascii"),
                 data=bytes(fields[b"data"]),
+                signature=fields.get(b"signature", b"").decode("ascii") or None,
             )
         except (KeyError, ValueError) as exc:
             raise BackendError(

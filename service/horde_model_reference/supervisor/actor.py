@@ -6,8 +6,9 @@ so a shutdown never leaves a revision handed out but unpublished because of the 
 1. the next revision is taken and covered by the reservation on disk (`StateFile.reserve`: no
    disk write at all unless the reserved range is used up; see `supervisor.state`),
 2. the in-memory snapshot is replaced (the snapshot responder serves it from here on),
-3. the snapshot is written to Redis (when configured; a failure is logged and retried later;
-   while Redis is known to be down this step is deferred so propagation does not wait for it),
+3. the snapshot is written to JetStream and Redis (each when configured, concurrently, each
+   within `store_wait`; a failure or a slower store is logged and retried later, and while a
+   store is known to be down it is skipped, so propagation never waits long for it),
 4. `CategoryChanged` is published,
 5. the revision, digest and bytes are persisted (`StateFile.commit`, atomic writes with fsync);
    a failure is logged and retried on the next pass (the reservation keeps the revision safe).
@@ -27,20 +28,26 @@ import msgspec
 
 from horde_model_reference.backends.base import CategoryPayload, ModelReferenceBackend
 from horde_model_reference.bus.events import CategoryChanged, CategoryHealth, Subjects, encode_event
+from horde_model_reference.bus.jetstream_store import JetStreamSnapshotStore
 from horde_model_reference.bus.snapshot_store import RedisSnapshotStore, StoredSnapshot
+from horde_model_reference.bus.trust import catalog_records_digest
 from horde_model_reference.catalog import DecodedCatalog
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 from horde_model_reference.errors import BackendError, CatalogDecodeError
 from horde_model_reference.logs import get_logger
 from horde_model_reference.records import GenericModelRecord
+from horde_model_reference.supervisor._stores import (
+    SinkBacklog,
+    SnapshotSink,
+    retry_pending,
+    write_before_publish,
+)
 from horde_model_reference.supervisor.state import StateFile, StateFileError
 
 __all__ = ["ActorContext", "CategoryActor", "CategorySlot", "build_change_event"]
 
 _log = get_logger(__name__)
 _RAW_DECODER = msgspec.json.Decoder(dict[str, msgspec.Raw])
-_REDIS_RETRY_BASE = 0.5
-_REDIS_RETRY_MAX = 30.0
 
 
 class CategorySlot:
@@ -65,10 +72,8 @@ class CategorySlot:
         self.restarts = 0
         self.failures = 0
         """Consecutive crashes (reset by a successful pass); drives the restart backoff."""
-        self.redis_pending = False
-        """The Redis snapshot is behind `revision` (a write failed or Redis was reset)."""
-        self.redis_failures = 0
-        self.redis_retry_at = 0.0
+        self.sinks = {"redis": SinkBacklog(), "jetstream": SinkBacklog()}
+        """Per snapshot store (Redis, JetStream): whether it is behind `revision`, and its backoff."""
         self.state_pending = False
         """The state file is behind `revision` (its write after the publish failed)."""
         self.wake = anyio.Event()
@@ -86,7 +91,31 @@ class CategorySlot:
         self.fetch_seconds_total = 0.0
         self.last_fetch_seconds: float | None = None
         self.fetch_failures = 0
-        self.redis_write_failures = 0
+
+    @property
+    def category_name(self) -> str:
+        """The category's name."""
+        return self.category.value
+
+    @property
+    def redis_pending(self) -> bool:
+        """The Redis snapshot is behind `revision` (a write failed or Redis was reset)."""
+        return self.sinks["redis"].pending
+
+    @redis_pending.setter
+    def redis_pending(self, value: bool) -> None:
+        self.sinks["redis"].pending = value
+
+    @property
+    def redis_write_failures(self) -> int:
+        """Snapshot writes to Redis that failed."""
+        return self.sinks["redis"].write_failures
+
+    def mark_behind(self, store: str) -> None:
+        """`store` lost or never got the held snapshot: write it on the next pass."""
+        backlog = self.sinks[store]
+        backlog.pending = True
+        backlog.retry_at = 0.0
 
     @property
     def loaded(self) -> bool:
@@ -187,6 +216,25 @@ class ActorContext:
     redis_result: Callable[[bool], None]
     redis_down: Callable[[], bool]
     """True while Redis is known to be unreachable: changes are published without waiting for it."""
+    jetstream: JetStreamSnapshotStore | None = None
+    jetstream_result: Callable[[bool], None] = lambda ok: None
+    jetstream_down: Callable[[], bool] = lambda: False
+    store_wait: float = 0.5
+    """Bound on the snapshot store writes made before an event is published."""
+
+    def sinks(self) -> tuple[SnapshotSink, ...]:
+        """The snapshot stores configured, in the form the writes take."""
+        sinks: list[SnapshotSink] = []
+        if self.store is not None:
+            sinks.append(SnapshotSink("redis", self.store.put, self.redis_result, self.redis_down))
+        jetstream = self.jetstream
+        if jetstream is not None:
+
+            async def put(snapshot: StoredSnapshot) -> None:
+                await jetstream.put(snapshot.category, snapshot.revision, snapshot.digest, snapshot.data)
+
+            sinks.append(SnapshotSink("jetstream", put, self.jetstream_result, self.jetstream_down))
+        return tuple(sinks)
 
 
 def build_change_event(
@@ -234,6 +282,7 @@ def build_change_event(
         record_count=len(new),
         service_id=service_id,
         published_at=time.time(),
+        records_digest=catalog_records_digest(raw),
     )
     payload = encode_event(event)
     if event.records is not None and len(payload) > delta_max_bytes:
@@ -249,6 +298,7 @@ class CategoryActor:
         self.slot = slot
         self.ctx = context
         self._cat = slot.category.value
+        self._sinks = context.sinks()
 
     async def run(self) -> None:
         """Poll forever: one pass, then sleep until the poll interval elapses or a poke arrives."""
@@ -283,8 +333,7 @@ class CategoryActor:
             slot.missing_logged = False
             await self._consider(payload)
             slot.source_rejected = payload.digest == slot.rejected_digest
-        if slot.redis_pending and time.monotonic() >= slot.redis_retry_at:
-            await self._store_redis()
+        await retry_pending(slot, self._sinks, bound=self.ctx.store_wait)
         if slot.state_pending:
             with anyio.CancelScope(shield=True):
                 await self._persist()
@@ -338,9 +387,9 @@ class CategoryActor:
         slot.install(revision, payload.digest, payload.data, decoded)
         slot.last_change = time.time()
         slot.rejected_digest = None
-        slot.redis_pending = self.ctx.store is not None
-        if slot.redis_pending and not self.ctx.redis_down():
-            await self._store_redis()
+        for sink in self._sinks:
+            slot.mark_behind(sink.name)
+        await write_before_publish(slot, self._sinks, bound=self.ctx.store_wait)
         # Published bytes must survive a crash: in Redis (adopted by a restarted service), or else
         # on disk before the event goes out. Only with Redis holding them does the fsync'd state
         # write move off the propagation path.
@@ -395,34 +444,3 @@ class CategoryActor:
             return False
         slot.state_pending = False
         return True
-
-    async def _store_redis(self) -> None:
-        slot, store = self.slot, self.ctx.store
-        if store is None or slot.data is None or slot.digest is None:
-            slot.redis_pending = False
-            return
-        snapshot = StoredSnapshot(self._cat, slot.revision, slot.digest, slot.data)
-        try:
-            await store.put(snapshot)
-        except BackendError as exc:
-            self.ctx.redis_result(False)
-            slot.record_error(str(exc))
-            slot.redis_failures += 1
-            slot.redis_write_failures += 1
-            retry_in = min(_REDIS_RETRY_MAX, _REDIS_RETRY_BASE * 2 ** (slot.redis_failures - 1))
-            slot.redis_retry_at = time.monotonic() + retry_in
-            _log.error(
-                "redis_snapshot_write_failed",
-                category=self._cat,
-                revision=snapshot.revision,
-                error=str(exc),
-                failures=slot.redis_failures,
-                retry_in=retry_in,
-            )
-            return
-        self.ctx.redis_result(True)
-        if slot.redis_failures:
-            _log.info("redis_snapshot_write_recovered", category=self._cat, revision=snapshot.revision)
-        slot.redis_failures = 0
-        slot.redis_retry_at = 0.0
-        slot.redis_pending = slot.revision != snapshot.revision

@@ -72,6 +72,16 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
     restart_backoff: float = 0.2
     """First delay before restarting a crashed actor; doubles per consecutive crash, with jitter."""
     restart_backoff_max: float = 30.0
+    jetstream: bool = True
+    """Store every snapshot in a JetStream KV bucket (and Object Store for large ones) too, so NATS
+    serves consumers' resyncs; the service runs without it when the server has no JetStream."""
+    jetstream_replicas: int = 1
+    """Replicas of the snapshot bucket (3 in a 3-node cluster); applied when the bucket is created."""
+    store_wait: float = 0.5
+    """Bound on the snapshot writes (JetStream, Redis) made before a change is published: a slower
+    store is written later (retried in the background) and the event goes out anyway."""
+    responder_concurrency: int = 8
+    """Snapshot requests answered at once (each reply is encoded once per revision and reused)."""
 
     def __post_init__(self) -> None:
         positive = {
@@ -86,12 +96,19 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
             "drain_timeout": self.drain_timeout,
             "restart_backoff": self.restart_backoff,
             "restart_backoff_max": self.restart_backoff_max,
+            "store_wait": self.store_wait,
         }
         if self.poll_interval is not None:
             positive["poll_interval"] = self.poll_interval
         for name, value in positive.items():
             if not value > 0:
                 raise SettingsError(f"ServiceConfig.{name}", value, "a positive number")
+        for name, count in (
+            ("jetstream_replicas", self.jetstream_replicas),
+            ("responder_concurrency", self.responder_concurrency),
+        ):
+            if count < 1:
+                raise SettingsError(f"ServiceConfig.{name}", count, "an integer >= 1")
         if self.delta_max_bytes < 0:
             raise SettingsError(
                 "ServiceConfig.delta_max_bytes", self.delta_max_bytes, "0 (no deltas) or more bytes"

@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,9 @@ from horde_model_reference.bus.events import (
     Subjects,
     encode_event,
 )
+from horde_model_reference.bus.jetstream_store import JetStreamSnapshotStore
+from horde_model_reference.bus.replies import ReplyGuard
+from horde_model_reference.bus.signing import load_signer, sign_snapshot
 from horde_model_reference.bus.snapshot_store import RedisSnapshotStore
 from horde_model_reference.catalog import decode_catalog
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, canonical_categories, parse_category
@@ -45,7 +49,8 @@ from horde_model_reference.errors import (
 )
 from horde_model_reference.logs import get_logger
 from horde_model_reference.supervisor._nats import NatsLink
-from horde_model_reference.supervisor._responders import serve_requests, snapshot_reply
+from horde_model_reference.supervisor._responders import SnapshotResponder, serve_requests
+from horde_model_reference.supervisor._stores import mark_behind, watch_store
 from horde_model_reference.supervisor.actor import ActorContext, CategoryActor, CategorySlot
 from horde_model_reference.supervisor.config import ServiceConfig, default_poll_interval
 from horde_model_reference.supervisor.state import PersistedCategory, StateFile, StateFileError
@@ -80,6 +85,8 @@ class Supervisor:
         self._state = StateFile(config.data_dir)
         self._store: RedisSnapshotStore | None = None
         self._redis_ok: bool | None = None
+        self._jetstream: JetStreamSnapshotStore | None = None
+        self._jetstream_ok: bool | None = None
         self._link: NatsLink | None = None
         self._embedded: EmbeddedNatsServer | None = None
         self._nats_url = config.nats_url
@@ -88,6 +95,12 @@ class Supervisor:
         self._loop_thread: int | None = None
         self._running = False
         self._components = tuple(components)
+        self.signer = load_signer(
+            key_file=config.nats_auth.signing_key_file, key_pem=config.nats_auth.signing_key
+        )
+        """The key that signs events, heartbeats and snapshots (None: nothing is signed)."""
+        self.responder = SnapshotResponder(self._slots, self.service_id, signer=self.signer)
+        """Answers snapshot requests; its `stats` count what it served."""
 
     # -- public surface ---------------------------------------------------------------------
 
@@ -141,6 +154,7 @@ class Supervisor:
             digest=slot.digest,
             data=msgspec.Raw(slot.data),
             service_id=self.service_id,
+            signature=sign_snapshot(self.signer, slot.category.value, slot.revision, slot.digest),
         )
 
     def status(self) -> HealthReply:
@@ -186,8 +200,14 @@ class Supervisor:
             await self._open_redis()
             await self._restore_state()
             link = await self._connect_nats()
+            await self._open_jetstream(link)
             async with anyio.create_task_group() as tg:
-                await tg.start(serve_requests, link, self.subjects.snapshot_all, self._snapshot_reply)
+                await tg.start(
+                    partial(serve_requests, concurrency=self.config.responder_concurrency),
+                    link,
+                    self.subjects.snapshot_all,
+                    self.responder,
+                )
                 await tg.start(serve_requests, link, self.subjects.health, self._health_reply)
                 context = self._actor_context(link)
                 for slot in self._slots.values():
@@ -201,6 +221,8 @@ class Supervisor:
                 tg.start_soon(link.watch, name="nats-watch")
                 if self._store is not None:
                     tg.start_soon(self._watch_redis, self._store, name="redis-watch")
+                if self._jetstream is not None:
+                    tg.start_soon(self._watch_jetstream, self._jetstream, name="jetstream-watch")
                 self.backend.add_invalidation_callback(self._on_invalidated)
                 for component in self._components:
                     await tg.start(component, self)
@@ -236,7 +258,35 @@ class Supervisor:
             socket_timeout=self.config.redis_timeout,
             connect_timeout=self.config.redis_timeout,
             pool_timeout=self.config.redis_timeout,
+            signer=self.signer,
         )
+
+    async def _open_jetstream(self, link: NatsLink) -> None:
+        """The snapshot bucket (created or updated); without JetStream the service runs on without it."""
+        if not self.config.jetstream:
+            return
+        store = JetStreamSnapshotStore(
+            link.client,
+            subject_prefix=self.config.subject_prefix,
+            timeout=self.config.publish_timeout,
+            replicas=self.config.jetstream_replicas,
+            signer=self.signer,
+        )
+        self._jetstream = store
+        try:
+            await store.ensure(service_id=self.service_id, started_at=self.started_at)
+        except BackendError as exc:
+            self._jetstream_ok = False
+            _log.error(
+                "jetstream_unavailable", error=str(exc), bucket=store.bucket, using="Redis and request/reply"
+            )
+        else:
+            self._jetstream_ok = True
+        mark_behind(self._slots.values(), "jetstream", {})
+        for slot in self._slots.values():
+            held = store.held(slot.category.value)
+            if held is not None and (held.revision, held.digest) == (slot.revision, slot.digest):
+                slot.sinks["jetstream"].pending = False
 
     async def _restore_state(self) -> None:
         """Revisions from the state file and Redis (the higher wins), last good bytes from disk."""
@@ -308,6 +358,10 @@ class Supervisor:
             publish_timeout=self.config.publish_timeout,
             on_reconnect=self._wake_heartbeat,
             auth=self.config.nats_auth if self.config.nats_url else None,
+            signer=self.signer,
+            reply_guard=ReplyGuard.for_service(
+                self.config.subject_prefix, self.config.nats_auth.inbox_prefix
+            ),
         )
         await link.connect()
         self._link = link
@@ -348,6 +402,10 @@ class Supervisor:
             publish=link.publish,
             redis_result=self._set_redis_ok,
             redis_down=lambda: self._redis_ok is False,
+            jetstream=self._jetstream,
+            jetstream_result=self._set_jetstream_ok,
+            jetstream_down=lambda: self._jetstream_ok is False,
+            store_wait=self.config.store_wait,
         )
 
     async def _supervise(self, slot: CategorySlot, context: ActorContext) -> None:
@@ -389,23 +447,45 @@ class Supervisor:
                 await self._heartbeat_wake.wait()
 
     async def _watch_redis(self, store: RedisSnapshotStore) -> None:
-        """Ping Redis now and then so health is current; on recovery, push pending snapshots."""
-        while True:
-            await anyio.sleep(self.config.heartbeat_interval * 2.5)
-            was_ok = self._redis_ok
-            ok = await store.ping()
-            self._set_redis_ok(ok)
-            if ok and not was_ok:
-                for slot in self._slots.values():
-                    if slot.redis_pending:
-                        slot.redis_retry_at = 0.0
-                        slot.poke()
+        """Check Redis now and then: health stays current, and what it lacks is pushed again.
+
+        One pipelined read of every category's revision and digest: a Redis emptied (FLUSHALL, a
+        restart without persistence) or written by someone else is refilled, not only the
+        categories whose own write failed.
+        """
+
+        async def read() -> dict[str, tuple[int, str]]:
+            return await store.get_states(c.value for c in self._slots)
+
+        await watch_store(
+            self._slots.values(),
+            "redis",
+            read,
+            is_ok=lambda: self._redis_ok,
+            set_ok=self._set_redis_ok,
+            interval=self.config.heartbeat_interval * 2.5,
+        )
+
+    async def _watch_jetstream(self, store: JetStreamSnapshotStore) -> None:
+        """Check the JetStream index now and then (as `_watch_redis`); recreate the bucket when lost."""
+
+        async def read() -> dict[str, tuple[int, str]]:
+            index = await store.get_index()
+            if index is None or self._jetstream_ok is False:
+                index = await store.ensure(service_id=self.service_id, started_at=self.started_at)
+            return {} if index is None else {n: (m.revision, m.digest) for n, m in index.categories.items()}
+
+        await watch_store(
+            self._slots.values(),
+            "jetstream",
+            read,
+            is_ok=lambda: self._jetstream_ok,
+            set_ok=self._set_jetstream_ok,
+            interval=self.config.heartbeat_interval * 2.5,
+        )
 
     def _wake_heartbeat(self) -> None:
         self._heartbeat_wake.set()
-
-    def _snapshot_reply(self, msg: Msg) -> bytes:
-        return snapshot_reply(msg, self._slots, self.service_id)
 
     def _health_reply(self, msg: Msg) -> bytes:
         return encode_event(self.status())
@@ -418,6 +498,12 @@ class Supervisor:
         if slot is None:
             raise CategoryNotFoundError(cat.value, "this service does not serve it")
         return slot
+
+    def _set_jetstream_ok(self, ok: bool) -> None:
+        if ok != self._jetstream_ok:
+            level = _log.info if ok else _log.warning
+            level("jetstream_state", connected=ok, bucket=self._jetstream.bucket if self._jetstream else None)
+        self._jetstream_ok = ok
 
     def _set_redis_ok(self, ok: bool) -> None:
         if ok != self._redis_ok:

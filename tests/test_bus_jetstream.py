@@ -1,0 +1,237 @@
+"""Snapshots in JetStream (real nats-server): written before the event, read by consumers first,
+conditional on the digest held, with Redis and the service's request/reply as fallbacks."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import msgspec
+import nats
+import pytest
+from nats.aio.client import Client
+from structlog.testing import capture_logs
+
+from bus_harness import Consumer, running_service
+from horde_model_reference.bus.consumer import BusConsumer, BusOptions
+from horde_model_reference.bus.events import (
+    NotModified,
+    Snapshot,
+    SnapshotRequest,
+    decode_event,
+)
+from horde_model_reference.bus.jetstream_store import JetStreamSnapshotStore, bucket_name
+from horde_model_reference.cache import ChangeNotice, ReferenceCache
+from horde_model_reference.catalog import catalog_digest
+from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
+from nats_process import NatsProcess
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+CLIP = MODEL_REFERENCE_CATEGORY.clip
+IMAGE = MODEL_REFERENCE_CATEGORY.image_generation
+TEXT = MODEL_REFERENCE_CATEGORY.text_generation
+
+
+@pytest.fixture
+def base(tmp_path: Path, shared_data: Path) -> Path:
+    """A primary's base path holding the real golden catalogs."""
+    target = tmp_path / "primary"
+    shutil.copytree(shared_data / "golden-v2", target)
+    return target
+
+
+@pytest.fixture
+async def drop_buckets(nats_url: str, subject_prefix: str) -> AsyncIterator[None]:
+    """Delete the test's snapshot bucket and object store from the shared server afterwards."""
+    yield
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        for delete, name in ((js.delete_key_value, bucket_name(subject_prefix)),):
+            try:
+                await delete(name)
+            except nats.js.errors.NotFoundError:
+                pass
+        try:
+            await js.delete_object_store(bucket_name(subject_prefix) + "_large")
+        except nats.js.errors.NotFoundError:
+            pass
+    finally:
+        await nc.close()
+
+
+@asynccontextmanager
+async def follower(options: BusOptions) -> AsyncIterator[Consumer]:
+    """A consumer with the given options, synced (its first sync done) until the block exits."""
+    cache = ReferenceCache()
+    handle: Consumer
+
+    async def dispatch(notice: ChangeNotice) -> None:
+        handle.notices.append(notice)
+
+    engine = BusConsumer(cache, options, dispatch=dispatch)
+    handle = Consumer(cache, engine)
+    async with anyio.create_task_group() as tg:
+        await tg.start(engine.run)
+        yield handle
+        tg.cancel_scope.cancel()
+
+
+def _options(nats_url: str, subject_prefix: str, **overrides: object) -> BusOptions:
+    defaults: dict[str, object] = {"retry_interval": 0.2, "resync_jitter": 0.2, "ready_timeout": 20.0}
+    return BusOptions(nats_url=nats_url, subject_prefix=subject_prefix, **{**defaults, **overrides})  # type: ignore[arg-type]
+
+
+async def _until(condition: object, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await anyio.sleep(0.02)
+
+
+async def test_every_snapshot_is_in_jetstream_before_its_event(
+    base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
+) -> None:
+    nc: Client = await nats.connect(nats_url)
+    reader = JetStreamSnapshotStore(nc, subject_prefix=subject_prefix)
+    seen: list[tuple[str, int, int | None]] = []
+
+    async def on_change(msg: object) -> None:
+        event = decode_event(msg.data)  # type: ignore[attr-defined]
+        index = await reader.get_index()
+        meta = index.categories.get(event.category) if index is not None else None
+        seen.append((event.category, event.revision, meta.revision if meta else None))
+
+    await nc.subscribe(f"{subject_prefix}.changed.*", cb=on_change)
+    await nc.flush()
+    try:
+        async with running_service(base, nats_url=nats_url, subject_prefix=subject_prefix) as service:
+            (base / "clip.json").write_bytes((base / "clip.json").read_bytes().replace(b"ViT", b"ViT2"))
+            await _until(lambda: service.revision(CLIP) == 2, "the clip change")
+            await _until(lambda: ("clip", 2, 2) in seen or any(s[:2] == ("clip", 2) for s in seen), "event 2")
+            index = await reader.get_index()
+            assert index is not None and index.service_id == service.service_id
+            held = [(c, s) for c in service.categories if (s := service.snapshot(c)) is not None]
+            assert len(held) == len(index.categories) >= 10
+            for category, snapshot in held:
+                meta = index.categories[category.value]
+                assert (meta.revision, meta.digest) == (snapshot.revision, snapshot.digest)
+                body = await reader.get_body(category.value, meta)
+                assert body is not None and catalog_digest(body) == meta.digest
+    finally:
+        await nc.close()
+    assert seen and all(stored is not None and stored >= revision for _, revision, stored in seen), seen
+
+
+async def test_a_consumer_syncs_from_jetstream_with_no_service_running(
+    base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
+) -> None:
+    async with running_service(base, nats_url=nats_url, subject_prefix=subject_prefix) as service:
+        expected = {c.value: s for c in service.categories if (s := service.snapshot(c)) is not None}
+    async with follower(_options(nats_url, subject_prefix)) as fresh:
+        assert fresh.engine.ready
+        for name, snapshot in expected.items():
+            assert snapshot is not None
+            assert (
+                fresh.revision(MODEL_REFERENCE_CATEGORY(name)),
+                fresh.digest(MODEL_REFERENCE_CATEGORY(name)),
+            ) == (
+                snapshot.revision,
+                snapshot.digest,
+            )
+        assert fresh.engine.stats["snapshots_jetstream"] == len(expected)
+        assert fresh.engine.stats["snapshots_nats"] == 0
+
+
+async def test_a_reconnect_with_nothing_changed_downloads_nothing(tmp_path: Path, base: Path) -> None:
+    with NatsProcess(tmp_path / "nats") as server:
+        async with (
+            running_service(base, nats_url=server.url, subject_prefix="hmr.v1") as service,
+            follower(_options(server.url, "hmr.v1")) as fan,
+        ):
+            count = sum(1 for c in service.categories if service.snapshot(c) is not None)
+            assert fan.engine.stats["snapshots_jetstream"] + fan.engine.stats["snapshots_nats"] == count
+            received = fan.engine.stats["snapshot_bytes"]
+            before = fan.engine.stats["not_modified"]
+            with capture_logs() as logs:
+                await anyio.to_thread.run_sync(server.stop)
+                await anyio.to_thread.run_sync(server.start)
+                await _until(lambda: fan.engine.stats["not_modified"] >= before + count, "the resync")
+            assert fan.engine.stats["snapshot_bytes"] == received
+            gaps = [e for e in logs if e["event"] == "bus_gap_resync" and e.get("reason") == "reconnected"]
+            assert gaps and all(0 <= e["delay"] <= 0.2 for e in gaps)  # jittered
+
+
+async def test_catalogs_over_max_payload_are_served_from_the_object_store(tmp_path: Path, base: Path) -> None:
+    with NatsProcess(tmp_path / "nats", extra="max_payload: 131072") as server:
+        async with running_service(base, nats_url=server.url, subject_prefix="hmr.v1") as service:
+            text = service.snapshot(TEXT)
+            assert text is not None and len(text.data) > 131072
+            async with follower(_options(server.url, "hmr.v1")) as fan:
+                assert fan.digest(TEXT) == text.digest and fan.digest(IMAGE) == service.snapshot(IMAGE).digest  # type: ignore[union-attr]
+                assert fan.engine.stats["snapshots_nats"] == 0  # the service cannot even send these
+
+
+async def test_without_jetstream_on_the_server_the_service_answers(tmp_path: Path, base: Path) -> None:
+    with NatsProcess(tmp_path / "nats", jetstream=False) as server:
+        with capture_logs() as logs:
+            async with (
+                running_service(base, nats_url=server.url, subject_prefix="hmr.v1") as service,
+                follower(_options(server.url, "hmr.v1")) as fan,
+            ):
+                assert fan.digest(CLIP) == service.snapshot(CLIP).digest  # type: ignore[union-attr]
+                assert fan.engine.stats["snapshots_jetstream"] == 0
+                assert fan.engine.stats["snapshots_nats"] == sum(
+                    1 for c in service.categories if service.snapshot(c) is not None
+                )
+        assert any(e["event"] == "jetstream_unavailable" for e in logs)
+
+
+async def test_a_consumer_with_jetstream_off_uses_the_service(
+    base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
+) -> None:
+    async with (
+        running_service(base, nats_url=nats_url, subject_prefix=subject_prefix) as service,
+        follower(_options(nats_url, subject_prefix, jetstream=False)) as fan,
+    ):
+        assert fan.digest(CLIP) == service.snapshot(CLIP).digest  # type: ignore[union-attr]
+        assert fan.engine.stats["snapshots_jetstream"] == 0
+
+
+async def test_snapshot_requests_are_conditional_and_shed_after_their_deadline(
+    base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
+) -> None:
+    nc = await nats.connect(nats_url)
+    subject = f"{subject_prefix}.snapshot.clip"
+    try:
+        async with running_service(base, nats_url=nats_url, subject_prefix=subject_prefix) as service:
+            held = service.snapshot(CLIP)
+            assert held is not None
+
+            async def ask(request: SnapshotRequest) -> object:
+                return decode_event((await nc.request(subject, msgspec.json.encode(request), timeout=5)).data)
+
+            same = await ask(SnapshotRequest(held_revision=held.revision, held_digest=held.digest))
+            assert same == NotModified(
+                category="clip", revision=held.revision, digest=held.digest, service_id=service.service_id
+            )
+            other = await ask(SnapshotRequest(held_revision=held.revision, held_digest="0" * 64))
+            assert isinstance(other, Snapshot) and other.digest == held.digest
+            assert isinstance(await ask(SnapshotRequest()), Snapshot)  # an old consumer's request
+            with pytest.raises(nats.errors.TimeoutError):
+                await ask_expired(nc, subject)
+            assert service.responder.stats["expired"] == 1
+            assert service.responder.stats["not_modified"] == 1
+    finally:
+        await nc.close()
+
+
+async def ask_expired(nc: Client, subject: str) -> None:
+    """A request whose deadline passed before it was sent: the responder drops it (no reply)."""
+    request = SnapshotRequest(deadline=time.time() - 1)
+    await nc.request(subject, msgspec.json.encode(request), timeout=1)
