@@ -156,7 +156,7 @@ def test_where_unknown_operator_is_named(q: ImageGenerationQuery) -> None:
 
 
 def test_where_bad_values(q: ImageGenerationQuery) -> None:
-    with pytest.raises(ValueError, match=r"name__in needs a list"):
+    with pytest.raises(ValueError, match=r"name__in requires a non-string iterable value"):
         q.where(name__in="beta")
     with pytest.raises(TypeError, match=r"cannot compare field 'baseline' \(str\) with 5 \(int\) using gt"):
         q.where(baseline__gt=5).to_list()

@@ -117,7 +117,9 @@ def compile_condition(path: str, op: str | None, value: Any) -> Predicate:
 
 def _membership(path: str, get: Callable[[Any], Any], choices: Any, fields: frozenset[str]) -> Predicate:
     if isinstance(choices, str | bytes) or not isinstance(choices, Iterable):
-        raise ValueError(f"{path}__in needs a list, tuple or set of values, got {choices!r}")
+        raise ValueError(
+            f"{path}__in requires a non-string iterable value (a list, tuple or set), got {choices!r}"
+        )
     listed = tuple(choices)
     try:
         pool: Collection[Any] = frozenset(listed)
