@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXAMPLE ?= examples/reference
 
-.PHONY: setup run test test-fast lint bench contracts clean
+.PHONY: setup run test test-fast lint bench compat contracts clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need Python >= 3.11 on PATH (or: make PYTHON=/path/to/python3.11 ...)"; exit 1; }
@@ -35,8 +35,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run.py
 
+compat: $(STAMP)
+	$(PY) bench/compat_check.py
+
 contracts: $(STAMP)
 	$(PY) -m horde_model_reference.contracts contracts/
 
 clean:
-	rm -rf $(VENV) .venv-ref .venv-ref-http var bench/results
+	rm -rf $(VENV) .venv-ref .venv-ref-http .venv-compat .venv-compat-ref var bench/results

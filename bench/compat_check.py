@@ -43,6 +43,10 @@ class CannotRun(Exception):
     """The check cannot run here; the message says why."""
 
 
+class ProbeFailed(Exception):
+    """The probe itself crashed in one of the venvs (a failure of the check, not a skip)."""
+
+
 def _run(cmd: list[str], *, timeout: float = 1200, env: dict[str, str] | None = None) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, env=env)
     if proc.returncode != 0:
@@ -128,7 +132,10 @@ def run_probe(venv: Path, data_dir: Path) -> dict[str, Any]:
             "PYTHONHASHSEED": "0",
             "LOGURU_LEVEL": "ERROR",
         }
-        out = _run([str(venv / "bin" / "python"), str(PROBE)], timeout=600, env=env)
+        try:
+            out = _run([str(venv / "bin" / "python"), str(PROBE)], timeout=600, env=env)
+        except CannotRun as exc:
+            raise ProbeFailed(f"{venv.name}: {exc}") from None
         result: dict[str, Any] = json.loads(out)
         return result
     finally:
@@ -171,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CannotRun, subprocess.TimeoutExpired, OSError) as exc:
         print(f"compat: cannot run: {exc}")
         return CANNOT_RUN
+    except ProbeFailed as exc:
+        print(f"compat: FAILED: the probe crashed in {exc}")
+        return 1
     differences = compare(ours, ref)
     errors = sorted(k for k, v in ours.items() if isinstance(v, dict) and set(v) == {"error", "message"})
     print(

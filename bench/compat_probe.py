@@ -87,9 +87,79 @@ def main() -> None:
     step("without_large", lambda: _sorted(resolver.remove_large_models(resolver.resolve_all_model_names())))
 
     manager = resolver._model_reference_manager
+    _data_model(manager)
     _feature_flags(manager)
     _conversion(manager)
     print(json.dumps(RESULTS, indent=1, sort_keys=True, default=str))
+
+
+def _data_model(manager: Any) -> None:
+    """The data-model names horde-engine and horde-worker-reGen read (same values on both sides)."""
+    import horde_model_reference as root
+    from horde_model_reference import meta_consts as mc
+    from horde_model_reference.model_reference_records import (
+        ImageGenerationModelRecord,
+        TextGenerationModelRecord,
+        get_record_type_for_category,
+    )
+    from horde_model_reference.text_backend_names import get_model_name_variants, strip_backend_prefix
+
+    categories = list(mc.MODEL_REFERENCE_CATEGORY)
+    step(
+        "classification",
+        lambda: {str(c): [str(v.domain), str(v.purpose)] for c, v in mc.MODEL_CLASSIFICATION_LOOKUP.items()},
+    )
+    step("github_image_categories", lambda: _sorted(mc.github_image_model_reference_categories))
+    step("category_folders", lambda: {c.value: root.category_folder(c) for c in categories})
+    step(
+        "descriptors",
+        lambda: {
+            c.value: [
+                (d := mc.get_category_descriptor(c)).github_source,
+                d.has_legacy_format,
+                d.managed_elsewhere,
+                d.filename_override,
+                d.legacy_filename_override,
+            ]
+            for c in categories
+        },
+    )
+    step("record_types", lambda: {c.value: get_record_type_for_category(c).__name__ for c in categories})
+    step(
+        "filenames",
+        lambda: {
+            c.value: str(root.horde_model_reference_paths.get_model_reference_filename(c)) for c in categories
+        },
+    )
+    step("name_variants", lambda: get_model_name_variants("ReadyArt/Broken-Tutu-24B"))
+    step("strip_prefix", lambda: strip_backend_prefix("koboldcpp/Broken-Tutu-24B"))
+    step(
+        "text_record",
+        lambda: [
+            (t := TextGenerationModelRecord(name="a/b", parameters=7)).parameters_count,
+            t.model_dump()["parameters_count"],
+            t.model_dump(by_alias=True)["parameters"],
+            t.model_copy(update={"nsfw": True}).nsfw,
+        ],
+    )
+
+    def records_view() -> dict[str, Any]:
+        records = manager.get_model_reference(mc.MODEL_REFERENCE_CATEGORY.image_generation)
+        view = {}
+        for name, record in sorted(records.items()):
+            assert isinstance(record, ImageGenerationModelRecord)
+            dumped = record.model_dump(mode="json")
+            view[name] = [
+                dumped["baseline"],
+                dumped["nsfw"],
+                dumped["inpainting"],
+                [d["file_name"] for d in dumped["config"]["download"]],
+                record.model_copy(update={"nsfw": not record.nsfw}).nsfw,
+                str(record.model_classification.purpose),
+            ]
+        return view
+
+    step("image_records", records_view)
 
 
 def _feature_flags(manager: Any) -> None:

@@ -11,6 +11,7 @@ from typing import Literal
 import msgspec
 
 from horde_model_reference._open_enum import OpenStrEnum
+from horde_model_reference.compat._pydantic_style import PydanticStyle
 from horde_model_reference.errors import UnknownCategoryError
 
 __all__ = [
@@ -90,7 +91,7 @@ class RECORD_TYPE(OpenStrEnum):
     ti = "ti"
 
 
-class ModelClassification(msgspec.Struct, frozen=True, gc=False):
+class ModelClassification(msgspec.Struct, PydanticStyle, frozen=True, gc=False):
     """How a model is categorised: its domain and purpose.
 
     Both are open enums, plain strings on the wire: a newer catalog with a new domain or purpose

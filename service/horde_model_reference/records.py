@@ -70,7 +70,7 @@ def _classification(category: MODEL_REFERENCE_CATEGORY) -> ModelClassification:
     return get_category_descriptor(category).classification
 
 
-class DownloadRecord(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
+class DownloadRecord(msgspec.Struct, PydanticStyle, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """A file to download for a model."""
 
     file_name: str
@@ -81,13 +81,17 @@ class DownloadRecord(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_d
     size_bytes: int | None = None
 
 
-class GenericModelRecordConfig(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
+class GenericModelRecordConfig(
+    msgspec.Struct, PydanticStyle, frozen=True, gc=False, kw_only=True, omit_defaults=True
+):
     """The files that make up a model."""
 
     download: tuple[DownloadRecord, ...] = ()
 
 
-class GenericModelRecordMetadata(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
+class GenericModelRecordMetadata(
+    msgspec.Struct, PydanticStyle, frozen=True, gc=False, kw_only=True, omit_defaults=True
+):
     """Who created and updated a record, and when (Unix seconds)."""
 
     schema_version: SCHEMA_VERSION_VALUE = SCHEMA_VERSION
@@ -97,7 +101,9 @@ class GenericModelRecordMetadata(msgspec.Struct, frozen=True, gc=False, kw_only=
     updated_by: str | None = None
 
 
-class FineTuneSeriesInfo(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
+class FineTuneSeriesInfo(
+    msgspec.Struct, PydanticStyle, frozen=True, gc=False, kw_only=True, omit_defaults=True
+):
     """The fine-tuning series a model belongs to."""
 
     name: str
