@@ -277,3 +277,32 @@ def test_a_subclass_override_feeds_queries(catalog_dir: Path) -> None:
         assert "extra" in manager.get_model_reference(IMAGE)
     finally:
         Extended.reset()
+
+
+def test_async_strategy_constructed_inside_asyncio_run_then_awaited(catalog_dir: Path) -> None:
+    """horde-sdk and reGen: construct with ASYNC inside `asyncio.run`, then `await` the handle."""
+
+    async def start() -> ModelReferenceManager:
+        if ModelReferenceManager.has_instance():
+            return ModelReferenceManager.get_instance()
+        ModelReferenceManager(backend=CountingBackend(catalog_dir), prefetch_strategy=PrefetchStrategy.ASYNC)
+        handle = ModelReferenceManager.get_instance().deferred_prefetch_handle
+        assert handle is not None, "ASYNC exposes its handle, as upstream"
+        await handle
+        return ModelReferenceManager.get_instance()
+
+    manager = asyncio.run(start())
+    assert manager.is_warm and not manager.prefetch_pending
+    assert backend_of(manager).calls[IMAGE.value] == 1, "awaiting the handle started a second warm-up"
+    assert asyncio.run(start()) is manager
+
+
+def test_model_reference_to_json_dict_accepts_upstreams_mapping(catalog_dir: Path) -> None:
+    manager = ModelReferenceManager(backend=CountingBackend(catalog_dir))
+    records = manager.get_model_reference(IMAGE)
+    as_json = manager.model_reference_to_json_dict(records)
+    assert as_json == manager.model_reference_to_json_dict(IMAGE)
+    assert as_json[KNOWN]["baseline"] == "stable_diffusion_xl"
+    assert manager.model_reference_to_json_dict_safe(records) == as_json
+    with pytest.raises(ValueError, match="model_reference cannot be None"):
+        manager.model_reference_to_json_dict(None)  # type: ignore[arg-type]

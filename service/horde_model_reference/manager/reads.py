@@ -331,11 +331,23 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
         return _record_json_of(cat, model_name, data)
 
     def model_reference_to_json_dict(
-        self, category: str | MODEL_REFERENCE_CATEGORY, overwrite_existing: bool = False
+        self,
+        category: str | MODEL_REFERENCE_CATEGORY | Mapping[str, GenericModelRecord],
+        overwrite_existing: bool = False,
     ) -> dict[str, Any]:
-        """The category's records as JSON-ready builtins; `CategoryNotFoundError` when absent."""
-        records = self.get_model_reference(category, overwrite_existing)
-        result: dict[str, Any] = msgspec.to_builtins(records)
+        """The category's records as JSON-ready builtins; `CategoryNotFoundError` when absent.
+
+        Upstream's form, a mapping of records (what `get_model_reference()` returns), is
+        converted as given; None raises `ValueError` as upstream.
+        """
+        if category is None:
+            raise ValueError("model_reference cannot be None")
+        records = (
+            category
+            if isinstance(category, Mapping)
+            else self.get_model_reference(category, overwrite_existing)
+        )
+        result: dict[str, Any] = msgspec.to_builtins(dict(records))
         return result
 
     async def model_reference_to_json_dict_async(
@@ -347,7 +359,9 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
         return result
 
     def model_reference_to_json_dict_safe(
-        self, category: str | MODEL_REFERENCE_CATEGORY, overwrite_existing: bool = False
+        self,
+        category: str | MODEL_REFERENCE_CATEGORY | Mapping[str, GenericModelRecord],
+        overwrite_existing: bool = False,
     ) -> dict[str, Any] | None:
         """As `model_reference_to_json_dict`, but None (logged) instead of raising."""
         try:
