@@ -9,13 +9,19 @@ with the reason.
 from __future__ import annotations
 
 import os
+import queue
+import re
 import shutil
+import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
 
 import pytest
 
@@ -24,6 +30,134 @@ from horde_model_reference.bus.embedded import EmbeddedNatsServer, free_port
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "model-reference"
 EXAMPLES = REPO_ROOT / "examples" / "reference"
+
+
+class ProcessGroup:
+    """A command started in a session of its own, so that everything it starts is stopped with it.
+
+    A timeout or teardown that killed only the direct child would orphan what it started (a
+    backgrounded `hmr watch &` of a shell block, the `hmr serve` under `make run`).
+    """
+
+    def __init__(self, args: Sequence[str], **popen: Any) -> None:
+        self.args = list(args)
+        self.process: subprocess.Popen[Any] = subprocess.Popen(self.args, start_new_session=True, **popen)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def send(self, signum: int) -> None:
+        """Send `signum` to every process of the group (as a terminal's Ctrl-C does)."""
+        try:
+            os.killpg(self.process.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def alive(self) -> bool:
+        """Whether any process of the group still runs."""
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Signal the group, wait for its leader (SIGKILL to the group after `timeout`), return its code."""
+        self.send(signum)
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.send(signal.SIGKILL)
+            code = self.process.wait(timeout=timeout)
+        self.kill()
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL whatever is left of the group (the leader is reaped)."""
+        self.send(signal.SIGKILL)
+        if self.process.poll() is None:
+            self.process.wait(timeout=10)
+
+    def __enter__(self) -> ProcessGroup:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.kill()
+
+
+def run_group(args: Sequence[str], *, timeout: float, **popen: Any) -> subprocess.CompletedProcess[str]:
+    """`subprocess.run(..., capture_output=True, text=True)` whose timeout kills the whole group.
+
+    Whatever the command left running in its group is killed when it returns, too.
+    """
+    with ProcessGroup(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen) as group:
+        try:
+            stdout, stderr = group.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            group.kill()
+            stdout, stderr = group.process.communicate()
+            raise subprocess.TimeoutExpired(group.args, timeout, stdout, stderr) from None
+    return subprocess.CompletedProcess(group.args, group.process.returncode, stdout, stderr)
+
+
+class Lines:
+    """The lines of a text pipe, read by a background thread, to wait for one that matches."""
+
+    def __init__(self, pipe: IO[str]) -> None:
+        self.seen: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, args=(pipe,), daemon=True).start()
+
+    def _read(self, pipe: IO[str]) -> None:
+        for line in pipe:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def expect(self, pattern: str, timeout: float = 60.0) -> str:
+        """The next line matching the regular expression `pattern` (earlier lines are kept in `seen`)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(
+                    f"no line matching {pattern!r} within {timeout}s; read: {self.seen}"
+                ) from None
+            if line is None:
+                self._queue.put(None)
+                raise AssertionError(
+                    f"the output ended without a line matching {pattern!r}; read: {self.seen}"
+                )
+            self.seen.append(line)
+            if re.search(pattern, line):
+                return line
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll `condition` until it is true; `AssertionError` naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def process_groups() -> Iterator[Callable[..., ProcessGroup]]:
+    """Start commands in their own process groups; every group still alive is killed at teardown."""
+    started: list[ProcessGroup] = []
+
+    def start(args: Sequence[str], **popen: Any) -> ProcessGroup:
+        group = ProcessGroup(args, **popen)
+        started.append(group)
+        return group
+
+    yield start
+    for group in started:
+        group.kill()
 
 
 @pytest.fixture
@@ -116,16 +250,10 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         port = free_port()
         workdir = tmp_path_factory.mktemp("redis")
         args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)]
-        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            if _port_open("127.0.0.1", port):
-                break
-            time.sleep(0.05)
-        try:
+        with ProcessGroup(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as group:
+            wait_for(lambda: _port_open("127.0.0.1", port), 30, f"redis-server on port {port}")
             yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+            group.stop()
         return
     if _docker_available():
         from testcontainers.redis import RedisContainer  # type: ignore[import-untyped]

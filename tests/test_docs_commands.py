@@ -13,12 +13,12 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from conftest import ProcessGroup, run_group, wait_for
 from horde_model_reference.contracts import settings_table, settings_table_block
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -77,42 +77,31 @@ def service(workspace: Path) -> Iterator[str]:
     serves = {code.strip() for _, _, code in _blocks("sh") if _is_serve(code)}
     assert len(serves) == 1, serves
     (command,) = serves
-    process = subprocess.Popen(
+    url_file = workspace / "var" / "primary" / ".hmr" / "nats.url"
+    with ProcessGroup(
         shlex.split(command),
         cwd=workspace,
         env=_env(workspace),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    url_file = workspace / "var" / "primary" / ".hmr" / "nats.url"
-    deadline = time.monotonic() + 30
-    while not url_file.is_file():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"`{command}` did not start: {process.communicate()[1][-2000:]}")
-        time.sleep(0.05)
-    try:
-        yield url_file.read_text().strip()
-    finally:
-        process.send_signal(signal.SIGTERM)
+    ) as serve:
         try:
-            _, stderr = process.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, stderr = process.communicate()
-    assert process.returncode == 0, f"`{command}` did not stop cleanly: {stderr[-2000:]}"
+            wait_for(lambda: url_file.is_file() or serve.process.poll() is not None, 60, f"`{command}`")
+        finally:
+            if not url_file.is_file():
+                serve.kill()
+        assert url_file.is_file(), f"`{command}` did not start: {serve.process.communicate()[1][-2000:]}"
+        yield url_file.read_text().strip()
+        code = serve.stop(signal.SIGTERM)
+        stderr = serve.process.communicate()[1]
+    assert code == 0, f"`{command}` did not stop cleanly: {stderr[-2000:]}"
 
 
 @pytest.mark.parametrize(("doc", "index", "code"), SH_BLOCKS, ids=[f"{d}#{i}" for d, i, _ in SH_BLOCKS])
 def test_sh_block_runs(doc: str, index: int, code: str, workspace: Path, service: str) -> None:
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", code],
-        cwd=workspace,
-        env=_env(workspace),
-        capture_output=True,
-        text=True,
-        timeout=90,
+    result = run_group(
+        ["bash", "-euo", "pipefail", "-c", code], cwd=workspace, env=_env(workspace), timeout=120
     )
     assert result.returncode == 0, (
         f"{doc} block {index} failed:\n{code}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
@@ -125,13 +114,8 @@ def test_sh_block_runs(doc: str, index: int, code: str, workspace: Path, service
 def test_python_block_runs(doc: str, index: int, code: str, workspace: Path, service: str) -> None:
     script = workspace / f"snippet_{Path(doc).stem}_{index}.py"
     script.write_text(code)
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=workspace,
-        env=_env(workspace, service),
-        capture_output=True,
-        text=True,
-        timeout=90,
+    result = run_group(
+        [sys.executable, str(script)], cwd=workspace, env=_env(workspace, service), timeout=120
     )
     assert result.returncode == 0, f"{doc} block {index} failed:\n{code}\n{result.stderr[-2000:]}"
     assert result.stdout.strip(), f"{doc} block {index} printed nothing"

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "BackendError",
+    "BusNoDataError",
     "CatalogDecodeError",
     "CategoryNotFoundError",
     "ConflictError",
@@ -31,6 +32,18 @@ class UnknownCategoryError(ModelReferenceError, ValueError):
         self.value = value
         self.valid = tuple(valid)
         super().__init__(f"unknown category {value!r}; valid categories: {', '.join(self.valid)}")
+
+
+class BusNoDataError(ModelReferenceError, TimeoutError):
+    """A manager following the bus received no catalog at all within its ready timeout."""
+
+    def __init__(self, nats_url: str, timeout: float) -> None:
+        self.nats_url = nats_url
+        self.timeout = timeout
+        super().__init__(
+            f"the bus had no model reference data in time: nothing arrived from NATS ({nats_url}) within "
+            f"{timeout:g}s; is `hmr serve` running and publishing under this subject prefix?"
+        )
 
 
 class CategoryNotFoundError(ModelReferenceError, LookupError, RuntimeError):

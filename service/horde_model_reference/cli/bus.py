@@ -240,7 +240,8 @@ def _format_health(data: bytes) -> str:
     return "\n".join(lines)
 
 
-async def _status(target: ServiceUrl, prefix: str, timeout: float, as_json: bool) -> int:
+async def _status(target: ServiceUrl, prefix: str, args: argparse.Namespace) -> int:
+    timeout: float = args.timeout
     async with bus_client(target, "hmr-status", timeout) as nc:
         try:
             reply = await nc.request(Subjects(prefix).health, b"", timeout=timeout)
@@ -251,7 +252,17 @@ async def _status(target: ServiceUrl, prefix: str, timeout: float, as_json: bool
                 file=sys.stderr,
             )
             return 1
-    if as_json:
+    if args.revision:
+        categories = msgspec.json.decode(reply.data, type=HealthReply).categories
+        if args.revision not in categories:
+            print(
+                f"hmr status: the service has no category {args.revision!r} "
+                f"(it has: {', '.join(sorted(categories))})",
+                file=sys.stderr,
+            )
+            return 1
+        print(categories[args.revision].revision)
+    elif args.json:
         sys.stdout.write(msgspec.json.format(reply.data, indent=2).decode() + "\n")
     else:
         print(_format_health(reply.data))
@@ -265,7 +276,7 @@ def _run_watch(args: argparse.Namespace) -> int:
 
 def _run_status(args: argparse.Namespace) -> int:
     target = require_service_url(args.nats_url, args.base_path)
-    return anyio.run(_status, target, subject_prefix(args), args.timeout, args.json)
+    return anyio.run(_status, target, subject_prefix(args), args)
 
 
 def add_common_bus_options(parser: argparse.ArgumentParser, timeout: float) -> None:
@@ -305,4 +316,7 @@ def add_bus_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     status = subparsers.add_parser("status", help="ask the running service for its health")
     add_common_bus_options(status, timeout=2.0)
     status.add_argument("--json", action="store_true", help="print the raw health reply as JSON")
+    status.add_argument(
+        "--revision", metavar="CATEGORY", help="print only this category's revision (for scripts)"
+    )
     status.set_defaults(func=_run_status)

@@ -17,6 +17,7 @@ import anyio.to_thread
 
 from horde_model_reference._portal import get_portal, run_sync
 from horde_model_reference.backends.base import CategoryPayload, ModelReferenceBackend
+from horde_model_reference.bus.connection import redact_url
 from horde_model_reference.bus.consumer import BusConsumer
 from horde_model_reference.cache import (
     CategorySnapshot,
@@ -27,7 +28,7 @@ from horde_model_reference.cache import (
 )
 from horde_model_reference.catalog import DecodedCatalog
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, canonical_categories, parse_category
-from horde_model_reference.errors import BackendError, CatalogDecodeError
+from horde_model_reference.errors import BackendError, BusNoDataError, CatalogDecodeError
 from horde_model_reference.logs import get_logger
 from horde_model_reference.records import GenericModelRecord
 
@@ -259,7 +260,7 @@ class ManagerCore:
                 return snapshot
         if self._bus is not None:
             self._bus.wait_ready(self._bus.options.ready_timeout)
-            return self._cache.snapshots.get(cat.value)
+            return self._held_after_bus_wait(cat.value)
         if not force and self._absent(cat.value):
             return None
         return self._load_sync(cat, force)
@@ -279,10 +280,17 @@ class ManagerCore:
                 return snapshot
         if self._bus is not None:
             await anyio.to_thread.run_sync(self._bus.wait_ready, self._bus.options.ready_timeout)
-            return self._cache.snapshots.get(cat.value)
+            return self._held_after_bus_wait(cat.value)
         if not force and self._absent(cat.value):
             return None
         return await self._load_async(cat, force)
+
+    def _held_after_bus_wait(self, category: str) -> CategorySnapshot | None:
+        """The held snapshot; `BusNoDataError` when the bus delivered no category at all in time."""
+        snapshot = self._cache.snapshots.get(category)
+        if snapshot is None and self._bus is not None and not self._cache.snapshots:
+            raise BusNoDataError(redact_url(self._bus.options.nats_url), self._bus.options.ready_timeout)
+        return snapshot
 
     # Hooks for the provider/query mixin.
     def _canonical_records_sync(
