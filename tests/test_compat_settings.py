@@ -57,7 +57,9 @@ def test_worker_settings_from_the_environment() -> None:
 
 
 def test_paths(tmp_path: Path) -> None:
-    worker = load_ai_horde_worker_settings({"AIWORKER_CACHE_HOME": str(tmp_path)})
+    worker = load_ai_horde_worker_settings(
+        {"AIWORKER_CACHE_HOME": str(tmp_path), "LOGS_FOLDER": str(tmp_path / "logs")}
+    )
     paths = load_paths(HordeModelReferenceSettings(), worker)
     base = tmp_path.resolve() / "horde_model_reference"
     assert paths.base_path == base
