@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 
 from horde_model_reference.backends.filesystem import FileSystemBackend, atomic_write_bytes
+from horde_model_reference.bus.connection import NatsAuth
 from horde_model_reference.bus.consumer import BusConsumer, BusOptions
 from horde_model_reference.cache import ChangeNotice, ReferenceCache
 from horde_model_reference.catalog import catalog_digest
@@ -36,6 +37,8 @@ async def running_service(
     redis_url: str | None = None,
     redis_key_prefix: str = "hmr:v1",
     heartbeat_interval: float = 0.3,
+    nats_auth: NatsAuth | None = None,
+    categories: tuple[str, ...] | None = None,
 ) -> AsyncIterator[Supervisor]:
     """`hmr serve` on `base` (a FileSystemBackend), until the block exits."""
     config = ServiceConfig(
@@ -46,6 +49,8 @@ async def running_service(
         redis_key_prefix=redis_key_prefix,
         heartbeat_interval=heartbeat_interval,
         poll_interval=0.1,
+        nats_auth=nats_auth or NatsAuth(),
+        categories=categories,
     )
     async with anyio.create_task_group() as tg:
         supervisor = await tg.start(
@@ -87,6 +92,8 @@ async def consumer(
     redis_url: str | None = None,
     redis_key_prefix: str = "hmr:v1",
     engine_class: type[BusConsumer] = BusConsumer,
+    auth: NatsAuth | None = None,
+    ready_timeout: float = 10.0,
 ) -> AsyncIterator[Consumer]:
     """A consumer following the bus until the block exits (`engine_class`: a BusConsumer variant)."""
     cache = ReferenceCache()
@@ -96,6 +103,8 @@ async def consumer(
         redis_url=redis_url,
         redis_key_prefix=redis_key_prefix,
         retry_interval=0.2,
+        auth=auth or NatsAuth(),
+        ready_timeout=ready_timeout,
     )
     handle: Consumer
 

@@ -92,6 +92,18 @@ class NatsSettings(msgspec.Struct, kw_only=True):
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     request_timeout: PositiveSeconds = 2.0
+    inbox_prefix: str | None = None
+    """Prefix of this process's reply subjects (default `_INBOX`); give each NATS user its own
+    (`_INBOX.consumer`, `_INBOX.operator`) so that it can subscribe to its own replies only."""
+    trusted_keys: str | None = None
+    """Consumers: the service's public keys (`ed25519:...`, from `hmr keygen`), comma-separated,
+    at most two (rotation). When set, unsigned or otherwise signed events, heartbeats and
+    snapshots are refused."""
+    signing_key_file: str | None = None
+    """`hmr serve`: path of its Ed25519 private key (PEM, from `hmr keygen`); it then signs its
+    events, heartbeats and snapshots."""
+    signing_key: str | None = None
+    """`hmr serve`: the private key as PEM text (secret), instead of a file."""
 
 
 class HordeModelReferenceSettings(msgspec.Struct, kw_only=True):

@@ -39,6 +39,16 @@ class NatsAuth(msgspec.Struct, frozen=True, kw_only=True):
     tls_ca_file: str | None = None
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    inbox_prefix: str | None = None
+    """Where this client's replies arrive (`<inbox_prefix>.<id>`; default `_INBOX`): one prefix
+    per NATS user, so that a user may subscribe to its own replies only."""
+    trusted_keys: tuple[str, ...] = ()
+    """Public keys (`ed25519:...`) a consumer accepts the service's signatures from; empty: signatures
+    are not required (see `bus.signing`)."""
+    signing_key_file: str | None = None
+    """The service's Ed25519 private key (PEM): it signs events, heartbeats and snapshots."""
+    signing_key: str | None = None
+    """The same key as PEM text (from a secret), when there is no file."""
 
 
 class NatsOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,6 +73,10 @@ def nats_auth_from_settings(settings: NatsSettings) -> NatsAuth:
         tls_ca_file=settings.tls_ca_file,
         tls_cert_file=settings.tls_cert_file,
         tls_key_file=settings.tls_key_file,
+        inbox_prefix=settings.inbox_prefix,
+        trusted_keys=tuple(key.strip() for key in (settings.trusted_keys or "").split(",") if key.strip()),
+        signing_key_file=settings.signing_key_file,
+        signing_key=settings.signing_key,
     )
 
 
@@ -86,6 +100,8 @@ def _auth_kwargs(auth: NatsAuth) -> dict[str, Any]:
         kwargs["user_credentials"] = auth.creds_file
     if auth.nkey_seed_file:
         kwargs["nkeys_seed"] = auth.nkey_seed_file
+    if auth.inbox_prefix:
+        kwargs["inbox_prefix"] = auth.inbox_prefix
     tls = _tls_context(auth)
     if tls is not None:
         kwargs["tls"] = tls

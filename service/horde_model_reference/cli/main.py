@@ -18,6 +18,7 @@ from horde_model_reference.backends.filesystem import FileSystemBackend
 from horde_model_reference.bus.connection import nats_auth_from_settings
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, get_category_descriptor
 from horde_model_reference.cli.bus import SERVICE_URL_FILE, NoServiceUrlError, add_bus_parsers
+from horde_model_reference.cli.keys import add_keys_parser
 from horde_model_reference.cli.show import add_show_parser, load_directory
 from horde_model_reference.cli.writes import add_write_parsers
 from horde_model_reference.errors import ModelReferenceError
@@ -216,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bus_parsers(subparsers)
     add_write_parsers(subparsers)
     add_show_parser(subparsers)
+    add_keys_parser(subparsers)
     return parser
 
 

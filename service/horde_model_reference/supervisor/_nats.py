@@ -11,6 +11,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from horde_model_reference.bus.connection import NatsAuth, NatsOptions, connect_nats, redact_url
+from horde_model_reference.bus.replies import ReplyGuard, UnsafeReplyError
+from horde_model_reference.bus.signing import Signer, sign_payload
 from horde_model_reference.errors import BackendError
 from horde_model_reference.logs import get_logger
 
@@ -34,6 +36,8 @@ class NatsLink:
         publish_timeout: float,
         on_reconnect: Callable[[], None],
         auth: NatsAuth | None = None,
+        signer: Signer | None = None,
+        reply_guard: ReplyGuard | None = None,
     ) -> None:
         self.url = url
         self.safe_url = redact_url(url)
@@ -44,6 +48,10 @@ class NatsLink:
         self._reconnect_wait = reconnect_wait
         self._publish_timeout = publish_timeout
         self._on_reconnect = on_reconnect
+        self._signer = signer
+        self._reply_guard = reply_guard
+        self.replies_refused = 0
+        """Requests not answered because their reply subject was not an inbox."""
         self._nc: Client | None = None
         self._closing = False
         self.closed_unexpectedly = anyio.Event()
@@ -87,10 +95,14 @@ class NatsLink:
             ) from None
 
     async def publish(self, subject: str, payload: bytes) -> bool:
-        """Publish (buffered by the client while reconnecting); False, logged, when it failed."""
+        """Publish, signed when the service has a key (buffered by the client while reconnecting);
+        False, logged, when it failed."""
+        return await self._send(subject, payload, sign_payload(self._signer, payload))
+
+    async def _send(self, subject: str, payload: bytes, headers: dict[str, str] | None) -> bool:
         try:
             with anyio.fail_after(self._publish_timeout):
-                await self.client.publish(subject, payload)
+                await self.client.publish(subject, payload, headers=headers)
         except TimeoutError:
             _log.error(
                 "nats_publish_failed", subject=subject, reason="timeout", timeout=self._publish_timeout
@@ -102,11 +114,21 @@ class NatsLink:
         return True
 
     async def respond(self, msg: Msg, payload: bytes) -> bool:
-        """Reply to a request; False (logged) when there is no reply subject or it failed."""
+        """Reply to a request; False (logged) when there is no reply subject, it is not an inbox
+        (see `ReplyGuard`), or the publish failed. Replies are not signed (snapshots carry their own)."""
         if not msg.reply:
             _log.warning("nats_request_without_reply", subject=msg.subject)
             return False
-        return await self.publish(msg.reply, payload)
+        if self._reply_guard is not None:
+            try:
+                self._reply_guard.check(msg.reply)
+            except UnsafeReplyError as exc:
+                self.replies_refused += 1
+                _log.warning(
+                    "nats_reply_refused", subject=msg.subject, reason=str(exc), refused=self.replies_refused
+                )
+                return False
+        return await self._send(msg.reply, payload, None)
 
     async def subscribe(self, subject: str) -> Subscription:
         """An iterator subscription (messages are handled by a task of ours, not the client's)."""
