@@ -202,3 +202,37 @@ def test_real_catalog_records_are_the_upstream_classes(shared_data: Path) -> Non
     some = next(iter(text.records.values()))
     assert isinstance(some, TextGenerationModelRecord)
     assert some.model_dump()["parameters_count"] == some.parameters_count
+
+
+def test_download_properties() -> None:
+    downloads = (
+        DownloadRecord(file_name="a.safetensors", file_url="https://x/a", size_bytes=3),
+        DownloadRecord(file_name="b.safetensors", file_url="https://x/b", size_bytes=4),
+    )
+    record = ImageGenerationModelRecord(
+        name="m",
+        baseline="flux_1",
+        nsfw=False,
+        config=GenericModelRecordConfig(download=downloads),
+        size_on_disk_bytes=99,
+    )
+    assert record.declared_total_size_bytes == 7
+    assert record.primary_download_url == "https://x/a"
+    assert record.all_download_urls == ["https://x/a", "https://x/b"]
+    assert record.download_count == 2
+    assert record.category is CATEGORY.image_generation
+    partial = record.model_copy(
+        update={
+            "config": GenericModelRecordConfig(
+                download=(DownloadRecord(file_name="c", file_url="https://x/c"),)
+            )
+        }
+    )
+    assert partial.declared_total_size_bytes == 99  # a download without a size: the declared total
+    empty = GenericModelRecord(name="n")
+    assert (empty.declared_total_size_bytes, empty.primary_download_url, empty.download_count) == (
+        None,
+        None,
+        0,
+    )
+    assert empty.all_download_urls == []

@@ -22,6 +22,7 @@ from horde_model_reference.categories import (
     parse_category,
 )
 from horde_model_reference.compat._pydantic_style import PydanticStyle, WireNamesMeta
+from horde_model_reference.compat._record_mixin import UpstreamRecordMixin
 from horde_model_reference.registries import CONTROLNET_STYLE, KNOWN_IMAGE_GENERATION_BASELINE, MODEL_STYLE
 
 __all__ = [
@@ -117,12 +118,12 @@ _DEFAULT_METADATA = GenericModelRecordMetadata()
 
 
 class GenericModelRecord(
-    msgspec.Struct, PydanticStyle, frozen=True, gc=False, kw_only=True, omit_defaults=True
+    msgspec.Struct, UpstreamRecordMixin, frozen=True, gc=False, kw_only=True, omit_defaults=True
 ):
     """The fields every record has. Also the record type of categories without a dedicated one.
 
-    `PydanticStyle` adds the pydantic-style methods upstream's records have (`model_dump`,
-    `model_copy`, ...): methods only, no per-record cost.
+    `UpstreamRecordMixin` adds upstream's pydantic-style methods (`model_dump`, `model_copy`, ...)
+    and download properties (`declared_total_size_bytes`, ...): methods only, no per-record cost.
     """
 
     category: ClassVar[MODEL_REFERENCE_CATEGORY | None] = None
