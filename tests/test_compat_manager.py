@@ -306,3 +306,15 @@ def test_model_reference_to_json_dict_accepts_upstreams_mapping(catalog_dir: Pat
     assert manager.model_reference_to_json_dict_safe(records) == as_json
     with pytest.raises(ValueError, match="model_reference cannot be None"):
         manager.model_reference_to_json_dict(None)  # type: ignore[arg-type]
+
+
+def test_a_mock_patched_over_the_canonical_view_feeds_queries(catalog_dir: Path) -> None:
+    """`unittest.mock.patch.object` works as monkeypatch does (a Mock answers every attribute)."""
+    from unittest import mock
+
+    manager = ModelReferenceManager(backend=CountingBackend(catalog_dir))
+    view = {IMAGE: {"mocked": _image("mocked")}}
+    with mock.patch.object(manager, "get_all_model_references_or_none", return_value=view) as patched_read:
+        assert manager.query(IMAGE).names() == ["mocked"]
+    assert patched_read.call_args == mock.call(overwrite_existing=False)
+    assert KNOWN in manager.query(IMAGE).names()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from functools import partial
+from types import MethodType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 from horde_model_reference._portal import run_sync
@@ -148,7 +149,11 @@ def _override(host: object, name: str) -> Callable[..., Any] | None:
     queries, as upstream's queries read through them; the defaults carry `_DEFAULT_READ`.
     """
     bound = getattr(host, name, None)
-    if bound is None or getattr(getattr(bound, "__func__", bound), _DEFAULT_READ, False):
+    if bound is None:
+        return None
+    func = bound.__func__ if isinstance(bound, MethodType) else bound
+    # The function's own __dict__, not getattr: a Mock answers every attribute.
+    if (getattr(func, "__dict__", None) or {}).get(_DEFAULT_READ, False):
         return None
     return cast("Callable[..., Any]", bound)
 
