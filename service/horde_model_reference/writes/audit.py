@@ -78,6 +78,8 @@ class AuditTrail:
         self._lock_path = self.directory / "audit.lock"
         self._thread_lock = threading.Lock()
         self._catalog_digests: dict[str, str | None] = {}
+        self._last: tuple[Path, int, int] | None = None
+        """(segment, its size, its last event id) after this process's latest append."""
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -91,7 +93,7 @@ class AuditTrail:
         self.directory.mkdir(parents=True, exist_ok=True)
         with self._thread_lock, file_lock(self._lock_path):
             segments = self.segments()
-            last_id, torn = self._last_id(segments[-1]) if segments else (0, False)
+            last_id, torn = self._tail(segments[-1]) if segments else (0, False)
             now = time.time()
             stamped = [
                 msgspec.structs.replace(event, event_id=last_id + 1 + i, time=now)
@@ -105,12 +107,20 @@ class AuditTrail:
             try:
                 os.write(fd, (b"\n" if torn else b"") + lines)
                 os.fsync(fd)
+                self._last = (path, os.fstat(fd).st_size, stamped[-1].event_id)
             finally:
                 os.close(fd)
         for event in stamped:
             if event.catalog_digest is not None:
                 self._catalog_digests[event.category] = event.catalog_digest
         return stamped
+
+    def _tail(self, path: Path) -> tuple[int, bool]:
+        """`_last_id`, from memory when the segment is as this process left it (an append then
+        costs the same whatever the segment's size); read again when another writer appended."""
+        if self._last is not None and self._last[0] == path and self._last[1] == path.stat().st_size:
+            return self._last[2], False
+        return self._last_id(path)
 
     def _last_id(self, path: Path) -> tuple[int, bool]:
         """The id of the last complete event of segment `path`, and whether its tail is torn."""
