@@ -199,6 +199,11 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts TCP connections on `host:port`."""
+    return _port_open(host, port)
+
+
 def _docker_available() -> bool:
     try:
         import docker  # type: ignore[import-untyped]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import anyio
@@ -12,6 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from bus_harness import IMAGE, ChildConsumer, canonical_digest, consumer, running_service, write_catalog
+from conftest import port_open, wait_for
 from horde_model_reference.bus.connection import NatsOptions, connect_nats
 from horde_model_reference.bus.consumer import BusConsumer
 from horde_model_reference.bus.embedded import EmbeddedNatsServer, free_port
@@ -128,7 +128,9 @@ async def test_duplicate_and_out_of_order_events_are_ignored(
         for data in replays:
             await nc.publish(Subjects(subject_prefix).changed(IMAGE.value), data)
         await nc.flush()
-        await anyio.sleep(0.3)
+        with anyio.fail_after(60):  # every replay was seen (and ignored)
+            while follower.engine.stats["ignored"] < ignored + len(replays):
+                await anyio.sleep(0.02)
         assert (follower.revision(), follower.digest()) == held
         assert follower.engine.stats["ignored"] == ignored + len(replays)
         await nc.close()
@@ -216,7 +218,7 @@ async def test_redis_stopped_and_restarted(
 
     def start() -> subprocess.Popen[bytes]:
         process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.3)
+        wait_for(lambda: port_open(port), 60, f"redis-server on port {port}")
         return process
 
     redis_process = start()
@@ -288,8 +290,12 @@ async def test_corrupt_file_publishes_nothing_and_consumers_keep_last_good(
     ):
         revision = service.revision(IMAGE)
         await follower.wait_revision(revision)
+        failures = service.status().categories[IMAGE.value].fetch_failures
         write_catalog(base, IMAGE, b'{"half a file": {"name": ')
-        await anyio.sleep(0.8)
+        with anyio.fail_after(60):  # the service has read (and rejected) the corrupt file
+            while service.status().categories[IMAGE.value].fetch_failures == failures:
+                await anyio.sleep(0.02)
+        assert "cannot be decoded" in (service.status().categories[IMAGE.value].last_error or "")
         assert service.revision(IMAGE) == revision
         assert follower.revision() == revision
         assert follower.digest() == canonical_digest(good)

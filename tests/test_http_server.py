@@ -122,7 +122,10 @@ async def test_app_options_need_a_source() -> None:
 
 
 async def test_cancellation_lets_requests_in_flight_finish() -> None:
+    arrived = anyio.Event()
+
     async def slow(request: Request) -> PlainTextResponse:
+        arrived.set()
         await anyio.sleep(0.5)
         return PlainTextResponse("done")
 
@@ -137,7 +140,8 @@ async def test_cancellation_lets_requests_in_flight_finish() -> None:
         async with anyio.create_task_group() as server:
             endpoint: HttpEndpoint = await server.start(serve_http, app, "127.0.0.1", 0)
             clients.start_soon(ask, endpoint.url)
-            await anyio.sleep(0.2)  # the request is in flight
+            with anyio.fail_after(60):
+                await arrived.wait()  # the request is in flight
             server.cancel_scope.cancel()  # stop the server: it drains first
         assert _refused(endpoint.port)  # no new connections once it has stopped
     assert [(r.status_code, r.text) for r in answers] == [(200, "done")]

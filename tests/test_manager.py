@@ -224,7 +224,7 @@ def test_file_change_is_picked_up_and_reported(catalog_dir: Path, shared_data: P
     older = shared_data / "history-v2" / "image" / "038_5426625.json"
     shutil.copyfile(older, catalog_dir / "stable_diffusion.json")
     manager.invalidate_category_cache(IMAGE)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # a ceiling for a loaded machine
     while not notices and time.monotonic() < deadline:
         manager.get_model_or_none(IMAGE, "DreamShaper XL")
         time.sleep(0.02)
@@ -293,7 +293,7 @@ def test_file_change_is_picked_up_without_invalidation(catalog_dir: Path, shared
     shutil.copyfile(
         shared_data / "history-v2" / "image" / "038_5426625.json", catalog_dir / "stable_diffusion.json"
     )
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # a ceiling for a loaded machine
     while manager.get_model_names(IMAGE) == before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert manager.get_model_names(IMAGE) != before, "a changed file must be seen within a few seconds"
@@ -315,7 +315,7 @@ def test_reads_from_an_on_change_callback_work(catalog_dir: Path, shared_data: P
     )
     with capture_logs() as logs:
         manager.invalidate_category_cache(IMAGE)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30  # a ceiling for a loaded machine
         while not seen and time.monotonic() < deadline:
             manager.get_model_or_none(IMAGE, "x")
             time.sleep(0.02)

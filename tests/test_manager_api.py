@@ -379,9 +379,10 @@ class FailingBackend(CountingBackend):
         return payload
 
 
-def _read_for(seconds: float, read: Callable[[], object]) -> int:
+def _read_for(seconds: float, read: Callable[[], object], at_least: int = 60) -> int:
+    """Read for `seconds`, and at least `at_least` times (a loaded machine reads slower)."""
     deadline, reads = time.monotonic() + seconds, 0
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline or reads < at_least:
         read()
         reads += 1
         time.sleep(0.001)
