@@ -48,8 +48,14 @@ def test_the_providers_package_names() -> None:
     assert PendingFromModule is PendingModelProvider and PENDING_FROM_MODULE == "pending"
     assert issubclass(PendingModelProvider, ModelProvider) and issubclass(StaticModelProvider, ModelProvider)
     registry = ModelProviderRegistry()
-    registry.register(StaticModelProvider("civitai", {}))
-    assert registry.source_ids() == ["civitai"]
+    civitai = StaticModelProvider("civitai", {IMAGE: {}})
+    registry.register(civitai)
+    assert registry.source_ids() == ["civitai"] and registry.all() == [civitai]
+    assert registry.providers_for(IMAGE) == [civitai] and registry.has("civitai")
+    with pytest.raises(ValueError, match="A provider is already registered under source id 'civitai'"):
+        registry.register(StaticModelProvider("civitai", {}))
+    registry.clear()
+    assert registry.all() == [] and registry.get("civitai") is None
 
 
 @pytest.mark.parametrize(

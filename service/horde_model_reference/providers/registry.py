@@ -34,7 +34,7 @@ class ModelProviderRegistry:
         with self._lock:
             if source_id in self._providers and not replace:
                 raise ValueError(
-                    f"a provider is already registered under source id {source_id!r}; "
+                    f"A provider is already registered under source id {source_id!r}; "
                     "pass replace=True to replace it"
                 )
             self._providers[source_id] = provider
@@ -64,9 +64,20 @@ class ModelProviderRegistry:
         with self._lock:
             return list(self._providers)
 
+    def all(self) -> list[ModelProvider]:
+        """Every registered provider, in registration order (upstream's name)."""
+        with self._lock:
+            return list(self._providers.values())
+
+    def clear(self) -> None:
+        """Unregister every provider."""
+        with self._lock:
+            removed = list(self._providers)
+            self._providers.clear()
+        if removed:
+            _log.info("providers_cleared", sources=removed)
+
     def providers_for(self, category: str | MODEL_REFERENCE_CATEGORY) -> list[ModelProvider]:
         """The providers serving `category`, in registration order."""
         cat = parse_category(category)
-        with self._lock:
-            providers = list(self._providers.values())
-        return [provider for provider in providers if provider.serves_category(cat)]
+        return [provider for provider in self.all() if provider.serves_category(cat)]
