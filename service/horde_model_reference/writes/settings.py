@@ -60,7 +60,7 @@ class WriteSettings(msgspec.Struct, kw_only=True):
     refresh_timeout: _PositiveSeconds = 10.0
     """How long an apply waits for the fetcher actor to publish the new revision."""
     propose_rate: str = "30/minute"
-    """Proposals per caller (`limits` notation: `N/second|minute|hour|day`, `;` to combine); empty: none."""
+    """Proposals per caller (`limits` notation: `30/minute`, `5/second;100/hour`); empty: no limit."""
     command_rate: str = "600/minute"
     """Commands of any kind per caller (same notation); empty: no limit."""
     max_pending: _PositiveInt = 2000
