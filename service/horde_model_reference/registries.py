@@ -16,7 +16,7 @@ from enum import StrEnum
 
 import msgspec
 
-from horde_model_reference._open_enum import MAX_CACHED_UNLISTED, OpenStrEnum, on_unlisted
+from horde_model_reference._open_enum import MAX_CACHED_UNLISTED, ClosedCallEnumType, OpenStrEnum, on_unlisted
 from horde_model_reference.logs import get_logger
 
 __all__ = [
@@ -42,7 +42,7 @@ __all__ = [
 _log = get_logger(__name__)
 
 
-class KNOWN_IMAGE_GENERATION_BASELINE(OpenStrEnum):
+class KNOWN_IMAGE_GENERATION_BASELINE(OpenStrEnum, metaclass=ClosedCallEnumType):
     """Image generation baselines known to this version."""
 
     infer = "infer"
@@ -60,7 +60,7 @@ class KNOWN_IMAGE_GENERATION_BASELINE(OpenStrEnum):
     anima = "anima"
 
 
-class MODEL_STYLE(OpenStrEnum):
+class MODEL_STYLE(OpenStrEnum, metaclass=ClosedCallEnumType):
     """Image model styles known to this version."""
 
     generalist = "generalist"
@@ -71,7 +71,7 @@ class MODEL_STYLE(OpenStrEnum):
     realistic = "realistic"
 
 
-class CONTROLNET_STYLE(OpenStrEnum):
+class CONTROLNET_STYLE(OpenStrEnum, metaclass=ClosedCallEnumType):
     """ControlNet styles known to this version."""
 
     control_seg = "control_seg"

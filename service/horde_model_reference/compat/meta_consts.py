@@ -245,7 +245,7 @@ def _rebuild_baselines() -> None:
     _ALTERNATIVE_NAMES.clear()
     for name, descriptor in get_all_registered_baselines().items():
         if descriptor.native_resolution is not None:
-            IMAGE_GENERATION_BASELINE_NATIVE_RESOLUTION_LOOKUP[KNOWN_IMAGE_GENERATION_BASELINE(name)] = (
+            IMAGE_GENERATION_BASELINE_NATIVE_RESOLUTION_LOOKUP[KNOWN_IMAGE_GENERATION_BASELINE.of(name)] = (
                 descriptor.native_resolution
             )
         for alternative in descriptor.alternative_names:
@@ -254,7 +254,7 @@ def _rebuild_baselines() -> None:
 
 def get_all_registered_baselines() -> dict[KNOWN_IMAGE_GENERATION_BASELINE | str, BaselineDescriptor]:
     """A copy of the baseline registry (listed and registered baselines)."""
-    return {KNOWN_IMAGE_GENERATION_BASELINE(k): v for k, v in _registries.all_baseline_descriptors().items()}
+    return {KNOWN_IMAGE_GENERATION_BASELINE.of(k): v for k, v in _registries.all_baseline_descriptors().items()}
 
 
 def register_image_baseline(

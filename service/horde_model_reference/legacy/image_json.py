@@ -158,7 +158,7 @@ def _image_record(key: str, legacy: _LegacyImageRecord, source: str | None) -> I
         config=GenericModelRecordConfig(download=_downloads(legacy.config)),
         size_on_disk_bytes=legacy.size_on_disk_bytes,
         inpainting=legacy.inpainting,
-        baseline=KNOWN_IMAGE_GENERATION_BASELINE(normalize_image_baseline(legacy.baseline)),
+        baseline=KNOWN_IMAGE_GENERATION_BASELINE.of(normalize_image_baseline(legacy.baseline)),
         optimization=legacy.optimization,
         tags=tuple(legacy.tags or ()),
         showcases=tuple(legacy.showcases or ()),
@@ -166,7 +166,7 @@ def _image_record(key: str, legacy: _LegacyImageRecord, source: str | None) -> I
         trigger=tuple(legacy.trigger or ()),
         homepage=legacy.homepage,
         nsfw=bool(legacy.nsfw),
-        style=None if legacy.style is None else MODEL_STYLE(legacy.style),
+        style=None if legacy.style is None else MODEL_STYLE.of(legacy.style),
         requirements=freeze_values(legacy.requirements),
     )
 
