@@ -73,9 +73,10 @@ def _replicate_mode(
 class ModelReferenceManager(PopularityMixin, TypedAccessMixin, ReadApi):
     """The model reference, read from a backend or kept current over the bus. A singleton.
 
-    The first construction sets `backend`, `base_path`, `replicate_mode`, `prefetch_strategy`,
-    `offline` (and `nats_url`); later constructions return the same instance and raise
-    `RuntimeError` when they ask for different settings.
+    The first construction sets `backend`, `base_path`, `replicate_mode`, `prefetch_strategy`
+    (default LAZY, as upstream), `offline` (and `nats_url`); later constructions return the same
+    instance and raise `RuntimeError` ("... different settings ...") when an argument they pass
+    differs (arguments left out are not compared; upstream compared its defaults too).
     """
 
     _instance: ClassVar[ModelReferenceManager | None] = None
