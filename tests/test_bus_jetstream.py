@@ -3,10 +3,7 @@ conditional on the digest held, with Redis and the service's request/reply as fa
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -16,86 +13,29 @@ import pytest
 from nats.aio.client import Client
 from structlog.testing import capture_logs
 
-from bus_harness import Consumer, running_service
-from horde_model_reference.bus.consumer import BusConsumer, BusOptions
+from bus_harness import running_service
+from fleet_harness import follower, options, until
 from horde_model_reference.bus.events import (
     NotModified,
     Snapshot,
     SnapshotRequest,
     decode_event,
 )
-from horde_model_reference.bus.jetstream_store import JetStreamSnapshotStore, bucket_name
-from horde_model_reference.cache import ChangeNotice, ReferenceCache
+from horde_model_reference.bus.jetstream_store import JetStreamSnapshotStore
 from horde_model_reference.catalog import catalog_digest
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 from nats_process import NatsProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+pytest_plugins = ["fleet_harness"]
 
 CLIP = MODEL_REFERENCE_CATEGORY.clip
 IMAGE = MODEL_REFERENCE_CATEGORY.image_generation
 TEXT = MODEL_REFERENCE_CATEGORY.text_generation
 
 
-@pytest.fixture
-def base(tmp_path: Path, shared_data: Path) -> Path:
-    """A primary's base path holding the real golden catalogs."""
-    target = tmp_path / "primary"
-    shutil.copytree(shared_data / "golden-v2", target)
-    return target
-
-
-@pytest.fixture
-async def drop_buckets(nats_url: str, subject_prefix: str) -> AsyncIterator[None]:
-    """Delete the test's snapshot bucket and object store from the shared server afterwards."""
-    yield
-    nc = await nats.connect(nats_url)
-    try:
-        js = nc.jetstream()
-        for delete, name in ((js.delete_key_value, bucket_name(subject_prefix)),):
-            try:
-                await delete(name)
-            except nats.js.errors.NotFoundError:
-                pass
-        try:
-            await js.delete_object_store(bucket_name(subject_prefix) + "_large")
-        except nats.js.errors.NotFoundError:
-            pass
-    finally:
-        await nc.close()
-
-
-@asynccontextmanager
-async def follower(options: BusOptions) -> AsyncIterator[Consumer]:
-    """A consumer with the given options, synced (its first sync done) until the block exits."""
-    cache = ReferenceCache()
-    handle: Consumer
-
-    async def dispatch(notice: ChangeNotice) -> None:
-        handle.notices.append(notice)
-
-    engine = BusConsumer(cache, options, dispatch=dispatch)
-    handle = Consumer(cache, engine)
-    async with anyio.create_task_group() as tg:
-        await tg.start(engine.run)
-        yield handle
-        tg.cancel_scope.cancel()
-
-
-def _options(nats_url: str, subject_prefix: str, **overrides: object) -> BusOptions:
-    defaults: dict[str, object] = {"retry_interval": 0.2, "resync_jitter": 0.2, "ready_timeout": 20.0}
-    return BusOptions(nats_url=nats_url, subject_prefix=subject_prefix, **{**defaults, **overrides})  # type: ignore[arg-type]
-
-
-async def _until(condition: object, what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await anyio.sleep(0.02)
-
-
 async def test_every_snapshot_is_in_jetstream_before_its_event(
-    base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
+    golden_base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
 ) -> None:
     nc: Client = await nats.connect(nats_url)
     reader = JetStreamSnapshotStore(nc, subject_prefix=subject_prefix)
@@ -110,10 +50,12 @@ async def test_every_snapshot_is_in_jetstream_before_its_event(
     await nc.subscribe(f"{subject_prefix}.changed.*", cb=on_change)
     await nc.flush()
     try:
-        async with running_service(base, nats_url=nats_url, subject_prefix=subject_prefix) as service:
-            (base / "clip.json").write_bytes((base / "clip.json").read_bytes().replace(b"ViT", b"ViT2"))
-            await _until(lambda: service.revision(CLIP) == 2, "the clip change")
-            await _until(lambda: ("clip", 2, 2) in seen or any(s[:2] == ("clip", 2) for s in seen), "event 2")
+        async with running_service(golden_base, nats_url=nats_url, subject_prefix=subject_prefix) as service:
+            (golden_base / "clip.json").write_bytes(
+                (golden_base / "clip.json").read_bytes().replace(b"ViT", b"ViT2")
+            )
+            await until(lambda: service.revision(CLIP) == 2, "the clip change")
+            await until(lambda: ("clip", 2, 2) in seen or any(s[:2] == ("clip", 2) for s in seen), "event 2")
             index = await reader.get_index()
             assert index is not None and index.service_id == service.service_id
             held = [(c, s) for c in service.categories if (s := service.snapshot(c)) is not None]
@@ -129,11 +71,11 @@ async def test_every_snapshot_is_in_jetstream_before_its_event(
 
 
 async def test_a_consumer_syncs_from_jetstream_with_no_service_running(
-    base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
+    golden_base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
 ) -> None:
-    async with running_service(base, nats_url=nats_url, subject_prefix=subject_prefix) as service:
+    async with running_service(golden_base, nats_url=nats_url, subject_prefix=subject_prefix) as service:
         expected = {c.value: s for c in service.categories if (s := service.snapshot(c)) is not None}
-    async with follower(_options(nats_url, subject_prefix)) as fresh:
+    async with follower(options(nats_url, subject_prefix)) as fresh:
         assert fresh.engine.ready
         for name, snapshot in expected.items():
             assert snapshot is not None
@@ -148,11 +90,11 @@ async def test_a_consumer_syncs_from_jetstream_with_no_service_running(
         assert fresh.engine.stats["snapshots_nats"] == 0
 
 
-async def test_a_reconnect_with_nothing_changed_downloads_nothing(tmp_path: Path, base: Path) -> None:
+async def test_a_reconnect_with_nothing_changed_downloads_nothing(tmp_path: Path, golden_base: Path) -> None:
     with NatsProcess(tmp_path / "nats") as server:
         async with (
-            running_service(base, nats_url=server.url, subject_prefix="hmr.v1") as service,
-            follower(_options(server.url, "hmr.v1")) as fan,
+            running_service(golden_base, nats_url=server.url, subject_prefix="hmr.v1") as service,
+            follower(options(server.url, "hmr.v1")) as fan,
         ):
             count = sum(1 for c in service.categories if service.snapshot(c) is not None)
             assert fan.engine.stats["snapshots_jetstream"] + fan.engine.stats["snapshots_nats"] == count
@@ -161,28 +103,30 @@ async def test_a_reconnect_with_nothing_changed_downloads_nothing(tmp_path: Path
             with capture_logs() as logs:
                 await anyio.to_thread.run_sync(server.stop)
                 await anyio.to_thread.run_sync(server.start)
-                await _until(lambda: fan.engine.stats["not_modified"] >= before + count, "the resync")
+                await until(lambda: fan.engine.stats["not_modified"] >= before + count, "the resync")
             assert fan.engine.stats["snapshot_bytes"] == received
             gaps = [e for e in logs if e["event"] == "bus_gap_resync" and e.get("reason") == "reconnected"]
             assert gaps and all(0 <= e["delay"] <= 0.2 for e in gaps)  # jittered
 
 
-async def test_catalogs_over_max_payload_are_served_from_the_object_store(tmp_path: Path, base: Path) -> None:
+async def test_catalogs_over_max_payload_are_served_from_the_object_store(
+    tmp_path: Path, golden_base: Path
+) -> None:
     with NatsProcess(tmp_path / "nats", extra="max_payload: 131072") as server:
-        async with running_service(base, nats_url=server.url, subject_prefix="hmr.v1") as service:
+        async with running_service(golden_base, nats_url=server.url, subject_prefix="hmr.v1") as service:
             text = service.snapshot(TEXT)
             assert text is not None and len(text.data) > 131072
-            async with follower(_options(server.url, "hmr.v1")) as fan:
+            async with follower(options(server.url, "hmr.v1")) as fan:
                 assert fan.digest(TEXT) == text.digest and fan.digest(IMAGE) == service.snapshot(IMAGE).digest  # type: ignore[union-attr]
                 assert fan.engine.stats["snapshots_nats"] == 0  # the service cannot even send these
 
 
-async def test_without_jetstream_on_the_server_the_service_answers(tmp_path: Path, base: Path) -> None:
+async def test_without_jetstream_on_the_server_the_service_answers(tmp_path: Path, golden_base: Path) -> None:
     with NatsProcess(tmp_path / "nats", jetstream=False) as server:
         with capture_logs() as logs:
             async with (
-                running_service(base, nats_url=server.url, subject_prefix="hmr.v1") as service,
-                follower(_options(server.url, "hmr.v1")) as fan,
+                running_service(golden_base, nats_url=server.url, subject_prefix="hmr.v1") as service,
+                follower(options(server.url, "hmr.v1")) as fan,
             ):
                 assert fan.digest(CLIP) == service.snapshot(CLIP).digest  # type: ignore[union-attr]
                 assert fan.engine.stats["snapshots_jetstream"] == 0
@@ -193,23 +137,23 @@ async def test_without_jetstream_on_the_server_the_service_answers(tmp_path: Pat
 
 
 async def test_a_consumer_with_jetstream_off_uses_the_service(
-    base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
+    golden_base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
 ) -> None:
     async with (
-        running_service(base, nats_url=nats_url, subject_prefix=subject_prefix) as service,
-        follower(_options(nats_url, subject_prefix, jetstream=False)) as fan,
+        running_service(golden_base, nats_url=nats_url, subject_prefix=subject_prefix) as service,
+        follower(options(nats_url, subject_prefix, jetstream=False)) as fan,
     ):
         assert fan.digest(CLIP) == service.snapshot(CLIP).digest  # type: ignore[union-attr]
         assert fan.engine.stats["snapshots_jetstream"] == 0
 
 
 async def test_snapshot_requests_are_conditional_and_shed_after_their_deadline(
-    base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
+    golden_base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
 ) -> None:
     nc = await nats.connect(nats_url)
     subject = f"{subject_prefix}.snapshot.clip"
     try:
-        async with running_service(base, nats_url=nats_url, subject_prefix=subject_prefix) as service:
+        async with running_service(golden_base, nats_url=nats_url, subject_prefix=subject_prefix) as service:
             held = service.snapshot(CLIP)
             assert held is not None
 

@@ -7,6 +7,7 @@ those may have lost events: the caller must resynchronise.
 
 from __future__ import annotations
 
+import random
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -60,6 +61,9 @@ class NatsOptions(msgspec.Struct, frozen=True, kw_only=True):
     connect_timeout: float = 2.0
     ping_interval: float = 15.0
     reconnect_time_wait: float = 0.5
+    reconnect_jitter: float = 0.5
+    """Each client waits `reconnect_time_wait * (1 + uniform(-j, j))` between attempts, so a fleet
+    that lost its server does not come back in lockstep (nats-py has no jitter of its own)."""
 
 
 def nats_auth_from_settings(settings: NatsSettings) -> NatsAuth:
@@ -78,6 +82,11 @@ def nats_auth_from_settings(settings: NatsSettings) -> NatsAuth:
         signing_key_file=settings.signing_key_file,
         signing_key=settings.signing_key,
     )
+
+
+def jittered(seconds: float, jitter: float) -> float:
+    """`seconds` spread by up to +-`jitter` (a fraction), never below a tenth of it."""
+    return max(seconds * 0.1, seconds * (1 + random.uniform(-jitter, jitter)))
 
 
 def _tls_context(auth: NatsAuth) -> ssl.SSLContext | None:
@@ -168,7 +177,7 @@ async def connect_nats(
         "allow_reconnect": True,
         "max_reconnect_attempts": -1,
         "connect_timeout": options.connect_timeout,
-        "reconnect_time_wait": options.reconnect_time_wait,
+        "reconnect_time_wait": jittered(options.reconnect_time_wait, options.reconnect_jitter),
         "ping_interval": options.ping_interval,
         "max_outstanding_pings": 2,
         **_auth_kwargs(options.auth),

@@ -153,7 +153,10 @@ class NatsLink:
             else:
                 _log.warning("nats_close_while_disconnected", url=self.safe_url, pending_dropped=True)
             with anyio.move_on_after(timeout) as scope:
-                await nc.close()
+                try:
+                    await nc.close()
+                except OSError as exc:  # the socket died under the close (the server went away)
+                    _log.warning("nats_close_failed", url=self.safe_url, reason=repr(exc))
             if scope.cancelled_caught:
                 _log.warning("nats_close_timed_out", url=self.safe_url, timeout=timeout)
 
