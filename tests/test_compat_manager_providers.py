@@ -222,3 +222,38 @@ def test_github_backend_with_upstreams_arguments(tmp_path: Path) -> None:
         seeding = GitHubBackend(base_path=tmp_path, replicate_mode=ReplicateMode.PRIMARY)
     assert seeding.replicate_mode is ReplicateMode.PRIMARY
     assert [log["event"] for log in logs] == ["github_backend_in_primary_mode"]
+
+
+def test_local_readonly_and_http_backends_with_upstreams_arguments(
+    catalog_dir: Path, manager_reset: None
+) -> None:
+    from horde_model_reference.backends.http_backend import HTTPBackend
+    from horde_model_reference.backends.local_readonly_backend import LocalReadOnlyBackend
+    from horde_model_reference.model_reference_manager import HTTPBackend as HTTPFromManager
+
+    local = LocalReadOnlyBackend(base_path=catalog_dir, cache_ttl_seconds=5)
+    assert local.replicate_mode is ReplicateMode.REPLICA and not local.supports_writes()
+    assert local.revalidate_interval == 5
+    manager = ModelReferenceManager(backend=local, replicate_mode=ReplicateMode.REPLICA)
+    assert manager.get_model(IMAGE, KNOWN).name == KNOWN
+
+    assert HTTPFromManager is HTTPBackend
+    github = GitHubBackend(base_path=catalog_dir)
+    http = HTTPBackend(
+        primary_api_url="http://127.0.0.1:9/api",
+        github_backend=github,
+        timeout_seconds=2,
+        retry_max_attempts=4,
+        retry_backoff_seconds=0.5,
+    )
+    assert http.replicate_mode is ReplicateMode.REPLICA and http.fallback is github
+    assert http.base_path == catalog_dir and (http.timeout, http.max_attempts, http.backoff_base) == (
+        2,
+        4,
+        0.5,
+    )
+    assert http.url_for(IMAGE) == "http://127.0.0.1:9/api/model_references/v2/image_generation"
+    alone = HTTPBackend(
+        primary_api_url="http://127.0.0.1:9/api", github_backend=github, enable_github_fallback=False
+    )
+    assert alone.fallback is None

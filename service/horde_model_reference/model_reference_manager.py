@@ -14,9 +14,12 @@ from typing import TYPE_CHECKING, Any
 from horde_model_reference.manager import DeferredPrefetchHandle, ModelReferenceManager, PrefetchStrategy
 
 if TYPE_CHECKING:
-    from horde_model_reference.backends.filesystem import LocalReadOnlyBackend
-    from horde_model_reference.backends.http import HTTPBackend
-    from horde_model_reference.compat.upstream_backends import FileSystemBackend, GitHubBackend
+    from horde_model_reference.compat.upstream_backends import (
+        FileSystemBackend,
+        GitHubBackend,
+        HTTPBackend,
+        LocalReadOnlyBackend,
+    )
     from horde_model_reference.records import MODEL_RECORD_TYPE_LOOKUP
 
 __all__ = [
@@ -33,8 +36,8 @@ __all__ = [
 _LAZY = {
     "FileSystemBackend": "horde_model_reference.compat.upstream_backends",
     "GitHubBackend": "horde_model_reference.compat.upstream_backends",
-    "HTTPBackend": "horde_model_reference.backends.http",
-    "LocalReadOnlyBackend": "horde_model_reference.backends.filesystem",
+    "HTTPBackend": "horde_model_reference.compat.upstream_backends",
+    "LocalReadOnlyBackend": "horde_model_reference.compat.upstream_backends",
     "MODEL_RECORD_TYPE_LOOKUP": "horde_model_reference.records",
 }
 

@@ -1,4 +1,5 @@
-"""Upstream's backend constructors (`backends.filesystem_backend`, `backends.github_backend`).
+"""Upstream's backend constructors (`backends.filesystem_backend`, `.github_backend`,
+`.http_backend`, `.local_readonly_backend`).
 
 Today's library builds its backends with keyword arguments (`base_path=`, `replicate_mode=`,
 `cache_ttl_seconds=`, `retry_max_attempts=`, ...) and a default base path from its settings.
@@ -9,6 +10,9 @@ translate them; everything else (reads, revalidation, writes) is the backend's o
   `skip_startup_metadata_population` and `audit_writer` are accepted and unused: this package
   keeps no metadata files next to the catalogs, and its write path keeps its own audit log.
 - `GitHubBackend` is meant for REPLICA; PRIMARY is allowed (a one-time seed) with a warning.
+- `HTTPBackend` reads a primary's API; `github_backend` is its fallback unless
+  `enable_github_fallback=False`. Its local copies go to the fallback's base path (or the
+  settings' one). `LocalReadOnlyBackend` reads files another process keeps current.
 - `cache_ttl_seconds`, when given, is how often a manager re-checks the backend in the
   background. Left out, the backend's own interval applies (a `stat` a second for files).
 """
@@ -17,12 +21,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from horde_model_reference.backends.base import ModelReferenceBackend
 from horde_model_reference.backends.filesystem import FileSystemBackend as _FileSystemBackend
+from horde_model_reference.backends.filesystem import LocalReadOnlyBackend as _LocalReadOnlyBackend
 from horde_model_reference.backends.github import GitHubBackend as _GitHubBackend
+from horde_model_reference.backends.http import HTTPBackend as _HTTPBackend
 from horde_model_reference.logs import get_logger
 from horde_model_reference.settings import ReplicateMode, load_settings
 
-__all__ = ["FileSystemBackend", "GitHubBackend"]
+__all__ = ["FileSystemBackend", "GitHubBackend", "HTTPBackend", "LocalReadOnlyBackend"]
 
 _log = get_logger(__name__)
 
@@ -100,3 +107,45 @@ class GitHubBackend(_GitHubBackend):
             _log.warning(
                 "github_backend_in_primary_mode", hint="meant for REPLICA or a one-time seed of a PRIMARY"
             )
+
+
+class LocalReadOnlyBackend(_LocalReadOnlyBackend):
+    """Upstream's `LocalReadOnlyBackend(*, base_path=..., cache_ttl_seconds=...)` (always REPLICA)."""
+
+    def __init__(
+        self, base_path: str | Path | None = None, *, cache_ttl_seconds: float | None = None
+    ) -> None:
+        """`base_path` defaults to the settings' base path."""
+        super().__init__(base_path if base_path is not None else load_settings().resolved_base_path())
+        ttl = _ttl(cache_ttl_seconds)
+        if ttl is not None:
+            self.revalidate_interval = ttl
+
+
+class HTTPBackend(_HTTPBackend):
+    """Upstream's `HTTPBackend(*, primary_api_url, github_backend, timeout_seconds=..., ...)` (REPLICA)."""
+
+    def __init__(
+        self,
+        *,
+        primary_api_url: str,
+        github_backend: ModelReferenceBackend | None = None,
+        cache_ttl_seconds: float | None = None,
+        timeout_seconds: float = 10.0,
+        retry_max_attempts: int = 3,
+        retry_backoff_seconds: float = 1.0,
+        enable_github_fallback: bool = True,
+    ) -> None:
+        """Without `github_backend` (or with `enable_github_fallback=False`) there is no fallback."""
+        base_path = getattr(github_backend, "base_path", None) or load_settings().resolved_base_path()
+        ttl = _ttl(cache_ttl_seconds)
+        super().__init__(
+            primary_api_url,
+            base_path,
+            fallback=github_backend if enable_github_fallback else None,
+            timeout=timeout_seconds,
+            max_attempts=retry_max_attempts,
+            backoff_base=retry_backoff_seconds,
+        )
+        if ttl is not None:
+            self.revalidate_interval = ttl
