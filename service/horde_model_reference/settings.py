@@ -76,6 +76,9 @@ class RedisSettings(msgspec.Struct, kw_only=True):
     socket_timeout: PositiveSeconds = 2.0
     socket_connect_timeout: PositiveSeconds = 2.0
     pool_size: PositiveInt = 10
+    publish_wait: PositiveSeconds = 0.5
+    """`hmr serve`: the longest a change waits for its snapshot writes (Redis, JetStream) before
+    its event is published anyway; a slower store is written later, in the background."""
 
 
 class NatsSettings(msgspec.Struct, kw_only=True):
@@ -104,6 +107,15 @@ class NatsSettings(msgspec.Struct, kw_only=True):
     events, heartbeats and snapshots."""
     signing_key: str | None = None
     """`hmr serve`: the private key as PEM text (secret), instead of a file."""
+    jetstream: bool = True
+    """Snapshots in JetStream: `hmr serve` stores them in a KV bucket (`<prefix>_snapshots`, and
+    an Object Store for catalogs over `max_payload`); consumers read them there first, then Redis,
+    then the service. Without JetStream on the server both carry on without it."""
+    jetstream_replicas: PositiveInt = 1
+    """`hmr serve`: replicas of the snapshot bucket when it is created (3 in a 3-node cluster)."""
+    resync_jitter: NonNegativeSeconds = 1.0
+    """Consumers: a resync after a reconnect waits a random time up to this, so a fleet that
+    reconnects at once does not resynchronise at once."""
 
 
 class HordeModelReferenceSettings(msgspec.Struct, kw_only=True):

@@ -134,6 +134,9 @@ def _run_serve(args: argparse.Namespace) -> int:
         subject_prefix=args.subject_prefix or settings.nats.subject_prefix,
         redis_key_prefix=settings.redis.key_prefix,
         heartbeat_interval=args.heartbeat_interval,
+        jetstream=settings.nats.jetstream,
+        jetstream_replicas=settings.nats.jetstream_replicas,
+        store_wait=settings.redis.publish_wait,
     )
     backend = _backend_for(args, base_path)
     components: list[Component] = []

@@ -178,6 +178,8 @@ class ModelReferenceManager(PopularityMixin, TypedAccessMixin, ReadApi):
             redis_url=self._settings.redis.url,
             redis_key_prefix=self._settings.redis.key_prefix,
             auth=nats_auth_from_settings(nats),
+            jetstream=nats.jetstream,
+            resync_jitter=nats.resync_jitter,
         )
 
     def _check_same_settings(self, requested: dict[str, Any]) -> None:
