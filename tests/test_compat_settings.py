@@ -14,7 +14,11 @@ import msgspec
 import pytest
 
 import horde_model_reference as root
-from horde_model_reference.compat.settings import load_ai_horde_worker_settings, load_paths
+from horde_model_reference.compat.settings import (
+    load_ai_horde_ci_settings,
+    load_ai_horde_worker_settings,
+    load_paths,
+)
 from horde_model_reference.image_baseline import (
     BaselineCapabilities,
     HordeBaselinePolicy,
@@ -43,6 +47,18 @@ def test_settings_objects_are_process_wide() -> None:
     assert root.horde_model_reference_paths.base_path == root.BASE_PATH
     assert root.LEGACY_REFERENCE_FOLDER == root.BASE_PATH / "legacy"
     assert root.ai_horde_worker_settings.aiworker_cache_home
+
+
+def test_ci_settings_from_the_environment() -> None:
+    ci = load_ai_horde_ci_settings({"AI_HORDE_TESTING": "true", "HORDE_SDK_TESTING": "0"})
+    assert (ci.ai_horde_testing, ci.horde_sdk_testing, ci.hordelib_ci_ongoing) == (True, False, False)
+    assert root.ai_horde_ci_settings is root.ai_horde_ci_settings
+
+
+def test_github_constants() -> None:
+    assert (root.GITHUB_REPO_OWNER, root.GITHUB_REPO_BRANCH) == ("Haidra-Org", "main")
+    assert root.GITHUB_IMAGE_REPO_NAME == "AI-Horde-image-model-reference"
+    assert root.GITHUB_TEXT_REPO_NAME == "AI-Horde-text-model-reference"
 
 
 def test_replicate_mode_values() -> None:

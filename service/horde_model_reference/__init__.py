@@ -51,7 +51,18 @@ from horde_model_reference.compat.meta_consts import (
     register_image_baselines_from_catalog,
 )
 from horde_model_reference.compat.model_reference_records import get_record_type_for_category
-from horde_model_reference.compat.settings import DEFAULT_SHOWCASE_FOLDER_NAME, lazy_attribute
+from horde_model_reference.compat.settings import (
+    DEFAULT_SHOWCASE_FOLDER_NAME,
+    GITHUB_IMAGE_REPO_NAME,
+    GITHUB_REPO_BRANCH,
+    GITHUB_REPO_OWNER,
+    GITHUB_TEXT_REPO_NAME,
+    GithubRepoSettings,
+    ImageGithubRepoSettings,
+    RedisSettings,
+    TextGithubRepoSettings,
+    lazy_attribute,
+)
 from horde_model_reference.compat.text_backend_names import (
     get_model_name_variants,
     has_legacy_text_backend_prefix,
@@ -100,6 +111,14 @@ from horde_model_reference.settings import (
 
 __all__ = [
     "DEFAULT_SHOWCASE_FOLDER_NAME",
+    "GITHUB_IMAGE_REPO_NAME",
+    "GITHUB_REPO_BRANCH",
+    "GITHUB_REPO_OWNER",
+    "GITHUB_TEXT_REPO_NAME",
+    "GithubRepoSettings",
+    "ImageGithubRepoSettings",
+    "RedisSettings",
+    "TextGithubRepoSettings",
     "KNOWN_TAGS",
     "MODEL_CLASSIFICATION_LOOKUP",
     "BaselineCapabilities",

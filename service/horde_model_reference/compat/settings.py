@@ -19,6 +19,7 @@ from horde_model_reference.settings import (
     GithubRepoSettings,
     HordeModelReferenceSettings,
     ImageGithubRepoSettings,
+    RedisSettings,
     ReplicateMode,
     TextGithubRepoSettings,
     load_settings,
@@ -26,15 +27,22 @@ from horde_model_reference.settings import (
 
 __all__ = [
     "DEFAULT_SHOWCASE_FOLDER_NAME",
+    "GITHUB_IMAGE_REPO_NAME",
+    "GITHUB_REPO_BRANCH",
+    "GITHUB_REPO_OWNER",
+    "GITHUB_TEXT_REPO_NAME",
     "LEGACY_REFERENCE_FOLDER_NAME",
     "PACKAGE_NAME",
+    "AIHordeCISettings",
     "AIHordeWorkerSettings",
     "GithubRepoSettings",
     "HordeModelReferencePaths",
     "HordeModelReferenceSettings",
     "ImageGithubRepoSettings",
+    "RedisSettings",
     "ReplicateMode",
     "TextGithubRepoSettings",
+    "load_ai_horde_ci_settings",
     "load_ai_horde_worker_settings",
     "load_paths",
 ]
@@ -44,6 +52,20 @@ LEGACY_REFERENCE_FOLDER_NAME = "legacy"
 """The folder under the base path holding the legacy-format files."""
 DEFAULT_SHOWCASE_FOLDER_NAME = "showcase"
 META_FOLDER_NAME = "meta"
+GITHUB_REPO_OWNER = GithubRepoSettings().owner
+GITHUB_IMAGE_REPO_NAME = ImageGithubRepoSettings().name
+GITHUB_TEXT_REPO_NAME = TextGithubRepoSettings().name
+GITHUB_REPO_BRANCH = GithubRepoSettings().branch
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+class AIHordeCISettings(msgspec.Struct, kw_only=True, frozen=True):
+    """The CI flags upstream takes from haidra-core (`HORDELIB_CI_ONGOING`, `HORDE_SDK_TESTING`, `AI_HORDE_TESTING`)."""
+
+    hordelib_ci_ongoing: bool = False
+    horde_sdk_testing: bool = False
+    ai_horde_testing: bool = False
 
 
 class AIHordeWorkerSettings(msgspec.Struct, kw_only=True, frozen=True):
@@ -67,6 +89,17 @@ def load_ai_horde_worker_settings(environ: dict[str, str] | None = None) -> AIHo
         **{
             name: env.get(name.upper(), getattr(defaults, name))
             for name in ("aiworker_cache_home", "logs_folder", "hf_home", "xdg_cache_home")
+        }
+    )
+
+
+def load_ai_horde_ci_settings(environ: dict[str, str] | None = None) -> AIHordeCISettings:
+    """`AIHordeCISettings` from `environ` (default: the process environment); true is 1/true/yes/on."""
+    env = os.environ if environ is None else environ
+    return AIHordeCISettings(
+        **{
+            name: env.get(name.upper(), "").strip().lower() in _TRUE
+            for name in ("hordelib_ci_ongoing", "horde_sdk_testing", "ai_horde_testing")
         }
     )
 
@@ -161,7 +194,8 @@ _SINGLETONS: dict[str, object] = {}
 def process_settings() -> dict[str, object]:
     """The process-wide objects upstream builds at import, built here on first use.
 
-    `horde_model_reference_settings`, `ai_horde_worker_settings`, `horde_model_reference_paths`,
+    `horde_model_reference_settings`, `ai_horde_worker_settings`, `ai_horde_ci_settings`,
+    `horde_model_reference_paths`,
     `BASE_PATH` and `LEGACY_REFERENCE_FOLDER` (the last two are the pre-8.x names of the paths).
     """
     if not _SINGLETONS:
@@ -171,6 +205,7 @@ def process_settings() -> dict[str, object]:
         _SINGLETONS.update(
             horde_model_reference_settings=settings,
             ai_horde_worker_settings=worker,
+            ai_horde_ci_settings=load_ai_horde_ci_settings(),
             horde_model_reference_paths=paths,
             BASE_PATH=paths.base_path,
             LEGACY_REFERENCE_FOLDER=paths.legacy_path,
@@ -190,6 +225,7 @@ _LAZY_NAMES = frozenset(
     {
         "horde_model_reference_settings",
         "ai_horde_worker_settings",
+        "ai_horde_ci_settings",
         "horde_model_reference_paths",
         "BASE_PATH",
         "LEGACY_REFERENCE_FOLDER",
