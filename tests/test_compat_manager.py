@@ -104,6 +104,8 @@ def test_create_deferred_prefetch_handle(catalog_dir: Path) -> None:
     assert manager.is_warm
     fresh = manager.create_deferred_prefetch_handle()
     assert manager.deferred_prefetch_handle is fresh and not fresh.force_refresh
+    asyncio.run(fresh.run_async(httpx_client=None))
+    assert fresh.done
 
 
 def test_ensure_ready_and_ensure_ready_async(catalog_dir: Path) -> None:

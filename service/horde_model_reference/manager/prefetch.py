@@ -65,8 +65,11 @@ class DeferredPrefetchHandle:
         with self._lock:
             self._started = False
 
-    async def run_async(self) -> None:
-        """Run the warm-up on the current loop, or wait for the run already in progress."""
+    async def run_async(self, *, httpx_client: object = None) -> None:
+        """Run the warm-up on the current loop, or wait for the run already in progress.
+
+        `httpx_client` is accepted as upstream's and unused (backends keep their own clients).
+        """
         while not self._done.is_set():
             if self._claim():
                 try:
