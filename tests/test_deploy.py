@@ -264,6 +264,7 @@ async def test_only_the_service_publishes_and_consumers_only_follow_and_request_
             error_cb=error_cb,
             allow_reconnect=False,
             connect_timeout=3,
+            inbox_prefix=f"_INBOX.{role}",
         )
 
     def violations(role: str, kind: str) -> int:
@@ -317,6 +318,17 @@ async def test_only_the_service_publishes_and_consumers_only_follow_and_request_
             await service.publish("hmr.v1.snapshot.clip", b"x")
             await service.flush()
             await _eventually(lambda: violations("service", "publish") >= 1)
+
+            # Each role reads its own replies only: a consumer cannot listen to every inbox, nor
+            # to the operators' (an approver's change page is no business of a consumer's).
+            subscriptions = violations("consumer", "subscription")
+            await consumer.subscribe("_INBOX.>")
+            await consumer.subscribe("_INBOX.operator.>")
+            await consumer.flush()
+            await _eventually(lambda: violations("consumer", "subscription") >= subscriptions + 2)
+            await service.subscribe("hmr.v1.write.>", cb=answer)
+            await service.flush()
+            assert await _answer(operator, "hmr.v1.write.list") == b"answer:hmr.v1.write.list"
             assert not errors["operator"]
         finally:
             for client in (service, consumer, operator):
@@ -395,6 +407,8 @@ def _role_env(role: str, nats_url: str, certs: Path, redis_url: str | None) -> d
         f"{ENV_PREFIX}NATS__TLS_CA_FILE": str(certs / "ca.pem"),
         f"{ENV_PREFIX}LOG_LEVEL": "WARNING",
     }
+    if role != "service":
+        env[f"{ENV_PREFIX}NATS__INBOX_PREFIX"] = f"_INBOX.{role}"
     if redis_url:
         env[f"{ENV_PREFIX}REDIS__URL"] = redis_url
     return env
@@ -439,6 +453,7 @@ def test_hmr_serve_and_the_example_consumer_run_over_tls_with_role_credentials(
             status = _wait_status(hmr, _role_env("operator", url, certs, None), serve)
             assert "clip" in status and "nats=up" in status
             if http_port is not None:  # the probes of deploy/k8s and the compose healthcheck
+                _wait_port(http_port, serve, "hmr serve --http")  # may listen just after NATS answers
                 for path in ("/api/health", "/api/ready"):
                     with urllib.request.urlopen(f"http://127.0.0.1:{http_port}{path}", timeout=5) as answer:
                         assert answer.status == 200, path
