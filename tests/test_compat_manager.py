@@ -320,3 +320,12 @@ def test_a_mock_patched_over_the_canonical_view_feeds_queries(catalog_dir: Path)
         assert manager.query(IMAGE).names() == ["mocked"]
     assert patched_read.call_args == mock.call(overwrite_existing=False)
     assert KNOWN in manager.query(IMAGE).names()
+
+
+def test_missing_category_and_model_errors_carry_upstreams_phrases(catalog_dir: Path) -> None:
+    (catalog_dir / "clip.json").unlink()
+    manager = ModelReferenceManager(backend=CountingBackend(catalog_dir))
+    with pytest.raises(RuntimeError, match="category 'clip': not found or could not be parsed"):
+        manager.get_model_reference(CLIP)
+    with pytest.raises(RuntimeError, match="model 'nope' not found in category 'image_generation'"):
+        manager.get_model(IMAGE, "nope")

@@ -28,6 +28,8 @@ from horde_model_reference.source_consts import HORDE_SOURCE_ID, SourceSelector
 __all__ = ["ReadApi", "validate_model_name"]
 
 _log = get_logger(__name__)
+_NO_CATALOG = "not found or could not be parsed (no catalog is available)"
+"""Why a category read failed, with upstream's phrase."""
 
 
 class ReadApi(ProviderQueryMixin, ManagerCore):
@@ -125,7 +127,7 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
         """The category's records by name; `CategoryNotFoundError` when it has no catalog."""
         records = self.get_model_reference_or_none(category, overwrite_existing, source=source)
         if records is None:
-            raise CategoryNotFoundError(parse_category(category).value)
+            raise CategoryNotFoundError(parse_category(category).value, _NO_CATALOG)
         return records
 
     async def get_model_reference_async(
@@ -138,7 +140,7 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
         """Async `get_model_reference`."""
         records = await self.get_model_reference_or_none_async(category, overwrite_existing, source=source)
         if records is None:
-            raise CategoryNotFoundError(parse_category(category).value)
+            raise CategoryNotFoundError(parse_category(category).value, _NO_CATALOG)
         return records
 
     def get_model_or_none(
@@ -237,7 +239,7 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
         """The model names of a category; `CategoryNotFoundError` when it has no catalog."""
         names = self.get_model_names_or_none(category, overwrite_existing)
         if names is None:
-            raise CategoryNotFoundError(parse_category(category).value)
+            raise CategoryNotFoundError(parse_category(category).value, _NO_CATALOG)
         return names
 
     async def get_model_names_or_none_async(
@@ -253,7 +255,7 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
         """Async `get_model_names`."""
         names = await self.get_model_names_or_none_async(category, overwrite_existing)
         if names is None:
-            raise CategoryNotFoundError(parse_category(category).value)
+            raise CategoryNotFoundError(parse_category(category).value, _NO_CATALOG)
         return names
 
     # ----------------------------------------------------------------- raw JSON
