@@ -154,6 +154,10 @@ async def test_change_and_audit_pages_are_bounded_by_bytes(
         raw = await send(nc, subject_prefix, "audit", {"api_key": REQ, "limit": 1000})
         audit = decode_reply(raw)
         assert len(raw) < 150_000 and audit.next_after_id is not None  # type: ignore[union-attr]
+        raw = await send(nc, subject_prefix, "approve", {"api_key": APP, "change_ids": seen})
+        approved = decode_reply(raw)
+        assert isinstance(approved, BatchResult) and len(approved.changes) == 5 and len(raw) < 20_000
+        assert all(c.record is msgspec.UNSET for c in approved.changes), "records left out past the bound"
 
 
 async def test_a_legacy_queue_document_is_imported_once(

@@ -81,6 +81,15 @@ def _text(field: str, value: str | None, limit: int = MAX_TEXT_LENGTH) -> str | 
     return value
 
 
+def _lean(changes: list[Change], max_bytes: int) -> list[Change]:
+    """`changes`, without their records when these would pass `max_bytes` in all (a reply that
+    names up to 1,000 changes stays small; `change ID` shows one with its record)."""
+    size = sum(len(c.record) for c in changes if isinstance(c.record, msgspec.Raw))
+    if size <= max_bytes:
+        return changes
+    return [msgspec.structs.replace(c, record=msgspec.UNSET) for c in changes]
+
+
 def _ids(values: Iterable[int]) -> list[int]:
     ids = list(dict.fromkeys(values))
     if not ids:
@@ -358,7 +367,8 @@ class CommandHandlers:
             ]
 
         changes = await self._transition(principal, request_id, AuditAction.approved, move)
-        return BatchResult(batch_id=batch[0], changes=changes, request_id=request_id)
+        lean = _lean(changes, self.settings.max_page_bytes)
+        return BatchResult(batch_id=batch[0], changes=lean, request_id=request_id)
 
     async def _reject(self, cmd: RejectCommand, request_id: str) -> BatchResult:
         principal = await self._principal(cmd.api_key, Role.approver, "reject")
@@ -386,7 +396,8 @@ class CommandHandlers:
             ]
 
         changes = await self._transition(principal, request_id, AuditAction.rejected, move, reason)
-        return BatchResult(batch_id=None, changes=changes, request_id=request_id)
+        lean = _lean(changes, self.settings.max_page_bytes)
+        return BatchResult(batch_id=None, changes=lean, request_id=request_id)
 
     async def _apply(self, cmd: ApplyCommand, request_id: str) -> ApplyResult:
         principal = await self._principal(cmd.api_key, Role.approver, "apply")
@@ -413,7 +424,7 @@ class CommandHandlers:
             self._not_own(principal, "apply", in_batch)
         outcome = await applier.apply(ids, actor=principal.actor, request_id=request_id)
         return ApplyResult(
-            changes=outcome.changes,
+            changes=_lean(outcome.changes, self.settings.max_page_bytes),
             revisions=outcome.revisions,
             batch_splits=outcome.batch_splits,
             request_id=request_id,
