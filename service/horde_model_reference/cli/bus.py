@@ -24,6 +24,7 @@ from horde_model_reference.bus.events import CategoryChanged, HealthReply, Heart
 from horde_model_reference.errors import ModelReferenceError
 from horde_model_reference.logs import get_logger
 from horde_model_reference.settings import load_settings
+from horde_model_reference.supervisor import sole_exception
 
 __all__ = [
     "SERVICE_URL_FILE",
@@ -209,12 +210,15 @@ class _Watch:
                     return moved
 
     async def run(self, target: ServiceUrl) -> int:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._stop_on_signal)
-            first = True
-            while (moved := await self._follow(target, first)) is not None:
-                target, first = ServiceUrl(moved, target.url_file), False
-            tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._stop_on_signal)
+                first = True
+                while (moved := await self._follow(target, first)) is not None:
+                    target, first = ServiceUrl(moved, target.url_file), False
+                tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise sole_exception(group) from None
         return 0
 
 
