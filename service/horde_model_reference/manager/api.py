@@ -74,7 +74,8 @@ class ModelReferenceManager(PopularityMixin, TypedAccessMixin, ReadApi):
     """The model reference, read from a backend or kept current over the bus. A singleton.
 
     The first construction sets `backend`, `base_path`, `replicate_mode`, `prefetch_strategy`
-    (default LAZY, as upstream), `offline` (and `nats_url`); later constructions return the same
+    (default LAZY, as upstream; SYNC with a NATS URL: construction waits for the bus's initial
+    sync), `offline` (and `nats_url`); later constructions return the same
     instance and raise `RuntimeError` ("... different settings ...") when an argument they pass
     differs (arguments left out are not compared; upstream compared its defaults too).
     """
@@ -132,8 +133,11 @@ class ModelReferenceManager(PopularityMixin, TypedAccessMixin, ReadApi):
         self._replicate_mode = _replicate_mode(given.get("backend"), given.get("replicate_mode"), settings)
         self._offline = bool(given.get("offline", settings.offline))
         self._base_path = Path(given.get("base_path") or settings.resolved_base_path())
-        self._prefetch_strategy = _prefetch_strategy(given.get("prefetch_strategy") or PrefetchStrategy.LAZY)
         self._nats_url: str | None = given.get("nats_url", settings.nats.url)
+        # Upstream's default is LAZY; following the bus, the initial sync is one cheap snapshot
+        # read, and construction waits for it (SYNC) so the manager is ready when it returns.
+        default_strategy = PrefetchStrategy.SYNC if self._nats_url else PrefetchStrategy.LAZY
+        self._prefetch_strategy = _prefetch_strategy(given.get("prefetch_strategy") or default_strategy)
         backend = given.get("backend")
         if backend is None and self._nats_url:
             backend = LocalReadOnlyBackend(self._base_path)
