@@ -106,10 +106,14 @@ class WriteService(CommandHandlers):
     ) -> None:
         """A `run_service` component: bind, recover interrupted applies, answer `<prefix>.write.*`."""
         self.bind(supervisor)
-        await self.recover()
-        async with anyio.create_task_group() as tg:
-            await tg.start(serve_writes, self, supervisor.nats_link, supervisor.subjects)
-            task_status.started()
+        try:
+            await self.recover()
+            async with anyio.create_task_group() as tg:
+                await tg.start(serve_writes, self, supervisor.nats_link, supervisor.subjects)
+                task_status.started()
+        finally:
+            if self._queue is not None:
+                self._queue.close()
 
     def bind(self, supervisor: Supervisor) -> None:
         """Use `supervisor`'s backend, data directory and actors (`run` does this)."""
