@@ -43,6 +43,15 @@ KNOWN = "AlbedoBase XL (SDXL)"
 
 
 def test_the_providers_package_names() -> None:
+    from horde_model_reference.providers.base import ModelProvider as ProviderFromBase
+    from horde_model_reference.providers.registry import ModelProviderRegistry as RegistryFromModule
+    from horde_model_reference.providers.static_provider import StaticModelProvider as StaticFromModule
+
+    assert (ProviderFromBase, RegistryFromModule, StaticFromModule) == (
+        ModelProvider,
+        ModelProviderRegistry,
+        StaticModelProvider,
+    )
     assert (HORDE_SOURCE_ID, ANY_SOURCE, PENDING_SOURCE_ID) == ("horde", "any", "pending")
     assert frozenset({"horde", "any"}) == RESERVED_SOURCE_IDS
     assert PendingFromModule is PendingModelProvider and PENDING_FROM_MODULE == "pending"
