@@ -77,7 +77,7 @@ class Consumer:
         return snapshot.digest if snapshot else None
 
     async def wait_revision(
-        self, revision: int, category: MODEL_REFERENCE_CATEGORY = IMAGE, timeout: float = 10
+        self, revision: int, category: MODEL_REFERENCE_CATEGORY = IMAGE, timeout: float = 60
     ) -> None:
         with anyio.fail_after(timeout):
             while (self.revision(category) or 0) < revision:

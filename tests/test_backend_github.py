@@ -298,7 +298,7 @@ async def test_a_disk_copy_is_revalidated_with_its_etag(
     backend.add_invalidation_callback(changed.append)
     try:
         await backend.fetch_category(C.image_generation)
-        for _ in range(100):
+        for _ in range(1500):
             if len(upstream.hits_for(IMAGE)) == 2 and not backend._refreshing:
                 break
             await asyncio.sleep(0.02)
@@ -327,7 +327,7 @@ async def test_a_changed_upstream_replaces_the_disk_copy_in_the_background(
     backend.add_invalidation_callback(changed.append)
     try:
         served_first = await backend.fetch_category(C.controlnet)
-        for _ in range(100):
+        for _ in range(1500):
             if changed:
                 break
             await asyncio.sleep(0.02)

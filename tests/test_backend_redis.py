@@ -329,7 +329,7 @@ async def test_a_change_reported_by_the_wrapped_backend_bypasses_a_fresh_entry(
         backend.add_invalidation_callback(changed.append)
         try:
             offline = await backend.fetch_category(C.controlnet)  # the disk copy, refreshed in the background
-            for _ in range(100):
+            for _ in range(1500):
                 if changed:
                     break
                 await asyncio.sleep(0.02)

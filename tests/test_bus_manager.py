@@ -61,7 +61,7 @@ async def test_async_application_runs_the_sync_on_its_own_loop(
             with capture_logs() as logs:
                 write_catalog(base, IMAGE, versions[1].read_bytes())
                 revision = await service.refresh(IMAGE)
-                with anyio.fail_after(5):
+                with anyio.fail_after(60):
                     while manager.revision(IMAGE) != revision:
                         await anyio.sleep(0.005)
             snapshot = manager.snapshot(IMAGE)

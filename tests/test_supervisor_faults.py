@@ -65,7 +65,7 @@ def _config(tmp_path: Path, nats_url: str | None, subject_prefix: str, **overrid
     return ServiceConfig(**settings)
 
 
-async def _next(sub: Subscription, wait: float = 3.0) -> Any:
+async def _next(sub: Subscription, wait: float = 60.0) -> Any:
     return decode_event((await sub.next_msg(timeout=wait)).data)
 
 
@@ -327,7 +327,7 @@ async def test_nats_killed_and_restarted_the_service_reconnects_and_keeps_publis
 
                 await anyio.to_thread.run_sync(own_nats.stop)
                 _write(base / "clip.json", _catalog("clip", "c1", "c2", "c3"))  # committed while NATS is down
-                with anyio.fail_after(5):
+                with anyio.fail_after(60):
                     while service.revision("clip") < 2:  # state of another task
                         await anyio.sleep(0.02)
                 assert service.status().nats_connected is False
@@ -423,7 +423,7 @@ async def test_redis_stopped_and_restarted_gets_the_current_snapshot_again(
             assert (await _next(sub)).revision == 2  # published although Redis is down
             assert service.status().redis_connected is False
             await anyio.to_thread.run_sync(control.start)  # empty: it kept nothing
-            with anyio.fail_after(8):
+            with anyio.fail_after(60):
                 while (stored := await _get_or_none(store, "clip")) is None or stored.revision != 2:
                     await anyio.sleep(0.1)
             assert stored.data == (base / "clip.json").read_bytes()
