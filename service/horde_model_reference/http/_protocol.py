@@ -3,8 +3,9 @@
 httptools (llhttp) bounds neither the size of the headers nor the time a client takes to send
 them; uvicorn's keep-alive timer only runs after a response. `bounded_protocol(settings)` adds:
 
-- the request line and headers of one request at most `max_head_bytes` (counted per read while
-  the head is incomplete, so about one read more) and `max_headers` fields: past either, 431;
+- the request line and headers of one request at most `max_head_bytes` (measured as they are
+  parsed, and per read while the head is incomplete: one header sent without end is stopped too)
+  and `max_headers` fields: past either, 431;
 - the head received within `head_timeout` seconds of the connection (or of the first byte after
   a response): else 408. A connection that sends nothing, or trickles a header, is closed.
 
@@ -40,6 +41,7 @@ class _BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         self._head_fields = 0
+        self._parsed_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
         self._refusal: tuple[int, str] | None = None
 
@@ -61,12 +63,25 @@ class _BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_head and self._head_bytes > self.limits.max_head_bytes and self._refusal is None:
             self._refuse(431, f"request head over {self.limits.max_head_bytes} bytes")
 
+    def on_url(self, url: bytes) -> None:
+        self._parsed_bytes += len(url)
+        self._check_parsed()
+        super().on_url(url)
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_fields += 1
+        self._parsed_bytes += len(name) + len(value) + 4
         if self._head_fields > self.limits.max_headers:
             self._refusal = (431, f"more than {self.limits.max_headers} header fields")
             raise _HeadRefused
+        self._check_parsed()
         super().on_header(name, value)
+
+    def _check_parsed(self) -> None:
+        """A head that arrived whole in one read is measured as it is parsed."""
+        if self._parsed_bytes > self.limits.max_head_bytes:
+            self._refusal = (431, f"request head over {self.limits.max_head_bytes} bytes")
+            raise _HeadRefused
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -75,7 +90,7 @@ class _BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self._in_head, self._head_bytes, self._head_fields = True, 0, 0
+        self._in_head, self._head_bytes, self._head_fields, self._parsed_bytes = True, 0, 0, 0
 
     def send_400_response(self, msg: str) -> None:
         if self._refusal is not None:  # the parser stopped at our callback's exception
