@@ -329,3 +329,13 @@ def test_missing_category_and_model_errors_carry_upstreams_phrases(catalog_dir: 
         manager.get_model_reference(CLIP)
     with pytest.raises(RuntimeError, match="model 'nope' not found in category 'image_generation'"):
         manager.get_model(IMAGE, "nope")
+
+
+def test_metadata_is_unsupported_as_upstream_reports_it(catalog_dir: Path) -> None:
+    manager = ModelReferenceManager(backend=CountingBackend(catalog_dir))
+    assert manager.data_root == catalog_dir.resolve()
+    assert manager.supports_metadata() is False
+    assert manager.get_metadata(IMAGE) is None
+    assert asyncio.run(manager.get_metadata_async(IMAGE)) is None
+    with pytest.raises(NotImplementedError, match="CountingBackend does not support metadata tracking"):
+        manager.get_metadata(IMAGE, raise_if_unsupported=True)

@@ -24,6 +24,7 @@ from horde_model_reference.bus.consumer import BusConsumer, BusOptions
 from horde_model_reference.cache import (
     ReferenceCache,
 )
+from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 from horde_model_reference.integrations.popularity import PopularityMixin
 from horde_model_reference.logs import get_logger
 from horde_model_reference.manager.prefetch import DeferredPrefetchHandle, PrefetchStrategy
@@ -132,7 +133,8 @@ class ModelReferenceManager(PopularityMixin, TypedAccessMixin, ReadApi):
         given = {key: value for key, value in requested.items() if value is not _UNSET}
         self._replicate_mode = _replicate_mode(given.get("backend"), given.get("replicate_mode"), settings)
         self._offline = bool(given.get("offline", settings.offline))
-        self._base_path = Path(given.get("base_path") or settings.resolved_base_path())
+        backend_path = getattr(given.get("backend"), "base_path", None)
+        self._base_path = Path(given.get("base_path") or backend_path or settings.resolved_base_path())
         self._nats_url: str | None = given.get("nats_url", settings.nats.url)
         # Upstream's default is LAZY; following the bus, the initial sync is one cheap snapshot
         # read, and construction waits for it (SYNC) so the manager is ready when it returns.
@@ -325,3 +327,25 @@ class ModelReferenceManager(PopularityMixin, TypedAccessMixin, ReadApi):
     def bus_connected(self) -> bool:
         """Whether the manager follows the bus and is connected to it."""
         return self._bus is not None and self._bus.connected
+
+    @property
+    def data_root(self) -> Path:
+        """The base path (the given backend's, by default), resolved (upstream's name)."""
+        return self._base_path.resolve()
+
+    def supports_metadata(self) -> bool:
+        """False: backends here keep no per-category metadata files (revisions come from the bus)."""
+        return False
+
+    def get_metadata(
+        self, category: str | MODEL_REFERENCE_CATEGORY, *, raise_if_unsupported: bool = False
+    ) -> None:
+        """None, as upstream for a backend without metadata; `NotImplementedError` when asked to raise."""
+        if raise_if_unsupported:
+            raise NotImplementedError(f"{type(self._backend).__name__} does not support metadata tracking")
+
+    async def get_metadata_async(
+        self, category: str | MODEL_REFERENCE_CATEGORY, *, raise_if_unsupported: bool = False
+    ) -> None:
+        """Async `get_metadata`."""
+        self.get_metadata(category, raise_if_unsupported=raise_if_unsupported)
