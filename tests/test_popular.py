@@ -239,10 +239,8 @@ async def test_hanging_horde_costs_one_timeout_then_the_breaker_answers(
     assert first.value.retry_in is not None and first.value.retry_in > 25
     asked = len(horde.hits)
     for _ in range(20):
-        started = time.perf_counter()
         with pytest.raises(HordeApiUnavailable, match="next attempt in"):
             await service.rank(IMAGE, image_records, include_workers=True)
-        assert time.perf_counter() - started < 0.2
     assert len(horde.hits) == asked  # the breaker answered: nothing more was sent
     status = service.status()
     assert status["degraded"] is True and status["state"] == "open" and status["seconds_until_retry"] > 25
@@ -255,11 +253,9 @@ async def test_horde_down_opens_the_breaker(image_records: dict[str, GenericMode
     with pytest.raises(HordeApiUnavailable, match="ConnectError"):
         await service.rank(IMAGE, image_records)
     sent = service.client.counters.requests
-    started = time.perf_counter()
     with pytest.raises(HordeApiUnavailable):
         await service.rank(IMAGE, image_records)
-    assert time.perf_counter() - started < 0.2
-    assert service.client.counters.requests == sent
+    assert service.client.counters.requests == sent  # answered by the breaker, without waiting
     assert service.client.breaker.state == "open"
 
 
@@ -289,9 +285,9 @@ async def test_outage_serves_the_stale_copy_then_recovers_after_the_cooldown(
     assert [item.name for item in stale] == [item.name for item in fresh]
     assert stale[0].stats.stale and stale[0].stats.worker_count == 24
     assert stale[0].stats.observed_at == fresh[0].stats.observed_at
-    started = time.perf_counter()
+    sent = service.client.counters.requests
     again = await service.rank(IMAGE, image_records, limit=3)
-    assert time.perf_counter() - started < 0.2 and again[0].stats.stale
+    assert again[0].stats.stale and service.client.counters.requests == sent  # the breaker: no wait
     assert service.client.counters.stale_served >= 4
 
     horde.mode = "ok"

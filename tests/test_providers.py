@@ -379,39 +379,53 @@ async def test_force_refresh_reaches_the_provider() -> None:
     assert provider.calls == [(IMAGE, True)]
 
 
+class _GatheringProvider(FuncProvider):
+    """Native async: returns its records only once `expected` providers are fetching at once."""
+
+    def __init__(self, source_id: str, together: list[int], expected: int, everyone: anyio.Event) -> None:
+        super().__init__(source_id, lambda: {source_id: image(source_id)})
+        self._together, self._expected, self._everyone = together, expected, everyone
+
+    async def fetch_category_async(
+        self, category: MODEL_REFERENCE_CATEGORY, *, force_refresh: bool = False
+    ) -> Any:
+        self._together.append(1)
+        if len(self._together) == self._expected:
+            self._everyone.set()
+        await self._everyone.wait()  # read one after the other, the first would wait forever
+        return self.fetch_category(category, force_refresh=force_refresh)
+
+
 @pytest.mark.anyio
 async def test_ten_slow_providers_are_read_at_the_same_time() -> None:
-    providers = [AsyncSleepProvider(f"p{i}", 0.05, {f"m{i}": image(f"m{i}")}) for i in range(10)]
+    together: list[int] = []
+    everyone = anyio.Event()
+    providers = [_GatheringProvider(f"p{i}", together, 10, everyone) for i in range(10)]
     registry = registry_of(*providers)
     ids = tuple(p.source_id for p in providers)
-    start = time.perf_counter()
-    read = await read_sources(IMAGE, ids, registry=registry, canonical=_no_canonical, default_timeout=5.0)
-    elapsed = time.perf_counter() - start
+    read = await read_sources(IMAGE, ids, registry=registry, canonical=_no_canonical, default_timeout=60.0)
+    assert read.status == dict.fromkeys(ids, "ok"), read.errors  # not concurrent: each one times out
     assert len(merge_first_wins(read)) == 10
-    assert elapsed < 0.4, f"10 x 50 ms providers took {elapsed:.3f}s: not concurrent"
 
 
 @pytest.mark.anyio
 async def test_ten_slow_sync_providers_are_read_at_the_same_time() -> None:
-    def slow(i: int) -> Any:
+    barrier = threading.Barrier(10, timeout=60)
+
+    def gathering(i: int) -> Any:
         def fetch() -> dict[str, GenericModelRecord]:
-            time.sleep(0.05)
+            barrier.wait()  # read one after the other, the first would break the barrier
             return {f"m{i}": image(f"m{i}")}
 
         return fetch
 
-    providers = [FuncProvider(f"p{i}", slow(i)) for i in range(10)]
-    start = time.perf_counter()
+    providers = [FuncProvider(f"p{i}", gathering(i)) for i in range(10)]
+    ids = tuple(p.source_id for p in providers)
     read = await read_sources(
-        IMAGE,
-        tuple(p.source_id for p in providers),
-        registry=registry_of(*providers),
-        canonical=_no_canonical,
-        default_timeout=5.0,
+        IMAGE, ids, registry=registry_of(*providers), canonical=_no_canonical, default_timeout=90.0
     )
-    elapsed = time.perf_counter() - start
+    assert read.status == dict.fromkeys(ids, "ok"), read.errors
     assert len(merge_first_wins(read)) == 10
-    assert elapsed < 0.4, f"10 x 50 ms sync providers took {elapsed:.3f}s: not concurrent"
 
 
 @pytest.mark.anyio
@@ -438,7 +452,7 @@ async def test_a_hanging_provider_costs_only_its_timeout() -> None:
         elapsed = time.perf_counter() - start
     finally:
         release.set()
-    assert 0.25 <= elapsed < 1.0, elapsed
+    assert 0.25 <= elapsed < 5.0, elapsed  # its timeout, not the 10 s the hanging one would take
     assert read.status == {"hanging_sync": "error", "hanging_async": "error", "quick": "ok"}
     assert (
         read.errors["hanging_sync"]

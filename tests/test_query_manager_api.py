@@ -337,14 +337,14 @@ def test_failing_and_slow_providers_through_the_sync_api(host: FakeHost) -> None
 
 
 def test_ten_slow_providers_merge_in_about_one_delay(host: FakeHost) -> None:
-    for i in range(10):
-        host.register_provider(SlowProvider(f"p{i}", 0.05, {f"m{i}": image(f"m{i}")}))
+    for i in range(10):  # one after the other they would take 10 s
+        host.register_provider(SlowProvider(f"p{i}", 1.0, {f"m{i}": image(f"m{i}")}))
     host._merged_records_sync(IMAGE, "any")  # start the background loop outside the timing
     start = time.perf_counter()
     merged = host._merged_records_sync(IMAGE, "any")
     elapsed = time.perf_counter() - start
     assert merged is not None and len(merged) == 12
-    assert elapsed < 0.4, f"10 x 50 ms providers took {elapsed:.3f}s"
+    assert elapsed < 5.0, f"10 x 1 s providers took {elapsed:.3f}s"
 
 
 def test_default_timeout_without_host_setting() -> None:
