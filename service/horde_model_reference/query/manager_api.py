@@ -128,14 +128,14 @@ class _AllCategoriesLoader:
         self._host = host
 
     def load(self) -> SourceRead:
-        override = _override(self._host, _ALL_SYNC)
+        override = self._host._overridden_all_sync()
         if override is not None:
             everything = override(overwrite_existing=False)
             return _all_categories([everything.get(c) for c in all_categories()])
         return _all_categories([self._host._canonical_records_sync(c) for c in all_categories()])
 
     async def load_async(self) -> SourceRead:
-        override = _override(self._host, _ALL_ASYNC)
+        override = self._host._overridden_all_async()
         if override is not None:
             everything = await override(overwrite_existing=False)
             return _all_categories([everything.get(c) for c in all_categories()])
@@ -231,7 +231,7 @@ class ProviderQueryMixin:
     ) -> Records | None:
         """The canonical records of `category`: through an override of
         `get_all_model_references_or_none` when there is one (as upstream), else the snapshot."""
-        override = _override(self, _ALL_SYNC)
+        override = self._overridden_all_sync()
         if override is None:
             return self._canonical_records_sync(category)
         records: Records | None = override(overwrite_existing=force_refresh).get(category)
@@ -241,7 +241,7 @@ class ProviderQueryMixin:
         self, category: MODEL_REFERENCE_CATEGORY, force_refresh: bool = False
     ) -> Records | None:
         """`_canonical_sync` on the running loop, through `get_all_model_references_or_none_async`."""
-        override = _override(self, _ALL_ASYNC)
+        override = self._overridden_all_async()
         if override is None:
             return await self._canonical_records_async(category)
         records: Records | None = (await override(overwrite_existing=force_refresh)).get(category)
@@ -256,7 +256,7 @@ class ProviderQueryMixin:
         thread (as upstream's sync reads call it), before the providers are read.
         """
         canonical: CanonicalReader | None = None
-        override = _override(self, _ALL_SYNC)
+        override = self._overridden_all_sync()
         if override is not None and HORDE_SOURCE_ID in source_ids:
             canonical = _constant(override(overwrite_existing=force_refresh).get(category))
         read = partial(
