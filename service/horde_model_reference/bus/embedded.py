@@ -108,15 +108,19 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
-def _die_with_parent(parent: int) -> Callable[[], None]:
-    """A `preexec_fn`: the child gets SIGTERM when its parent dies (Linux; elsewhere a no-op)."""
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A `preexec_fn`: the child gets SIGTERM when its parent dies (Linux; elsewhere None).
+
+    `prctl` is looked up here, in the parent: the child only calls it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
 
     def preexec() -> None:
-        if sys.platform.startswith("linux"):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-            if os.getppid() != parent:  # the parent died between fork and prctl
-                os._exit(1)
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died between fork and prctl
+            os._exit(1)
 
     return preexec
 
