@@ -33,6 +33,7 @@ class _Msg:
     def __init__(self, data: bytes, subject: str = "hmr.v1.changed.clip") -> None:
         self.data = data
         self.subject = subject
+        self.headers: dict[str, str] | None = None
 
 
 def _change(revision: int) -> _Msg:
@@ -65,7 +66,7 @@ class _Harness:
             decode_catalog(CLIP, VERSIONS[0]).records,
             revision=1,
             digest=catalog_digest(VERSIONS[0]),
-            raw=None,
+            raw=VERSIONS[0],
         )
 
     async def dispatch(self, notice: ChangeNotice) -> None:

@@ -469,7 +469,7 @@ class BusConsumer:
     def _apply_delta(self, category: MODEL_REFERENCE_CATEGORY, event: CategoryChanged) -> ChangeNotice | None:
         """Patch the held records with `event`'s delta and install them (raises on a bad record)."""
         held = self._cache.snapshots[category.value]
-        hashes = self._trust.check_delta(event, held.revision, held.digest)
+        hashes = self._trust.check_delta(event, held.revision, held.digest, held.raw)
         records = held.records_dict()
         for name in event.removed:
             records.pop(name, None)

@@ -178,9 +178,14 @@ class BusTrust:
         except msgspec.DecodeError as exc:
             raise CatalogRejectedError(category, revision, f"not a JSON object of records: {exc}") from None
 
-    def check_delta(self, event: CategoryChanged, held_revision: int, held_digest: str) -> dict[str, bytes]:
+    def check_delta(
+        self, event: CategoryChanged, held_revision: int, held_digest: str, held_raw: bytes | None = None
+    ) -> dict[str, bytes]:
         """The record hashes after patching `event` onto the held catalog, when they match its
-        records digest. Raises `CatalogRejectedError` (the caller fetches a snapshot instead)."""
+        records digest. Raises `CatalogRejectedError` (the caller fetches a snapshot instead).
+
+        `held_raw`: the held catalog's bytes, when known, for a catalog installed without this
+        object (its record hashes are then computed once, if the bytes match `held_digest`)."""
         category, revision = event.category, event.revision
         if event.digest == event.previous_digest:
             raise CatalogRejectedError(category, revision, "the event's digest equals its previous digest")
@@ -190,6 +195,8 @@ class BusTrust:
             )
         held = self._held.get(category)
         if held is None or held.revision != held_revision or held.digest != held_digest:
+            held = self._hashes_of(category, held_revision, held_digest, held_raw)
+        if held is None:
             raise CatalogRejectedError(category, revision, "the held catalog's record hashes are unknown")
         hashes = dict(held.hashes)
         for name in event.removed:
@@ -203,6 +210,16 @@ class BusTrust:
                 f"patched records digest {patched} differs from the event's {event.records_digest}",
             )
         return hashes
+
+    def _hashes_of(self, category: str, revision: int, digest: str, raw: bytes | None) -> _Held | None:
+        if raw is None or catalog_digest(raw) != digest:
+            return None
+        try:
+            held = _Held(revision, digest, record_hashes(_RAW_CATALOG.decode(raw)))
+        except msgspec.DecodeError:
+            return None
+        self._held[category] = held
+        return held
 
     def keep(self, category: str, revision: int, digest: str, hashes: dict[str, bytes]) -> None:
         """Remember the record hashes of the catalog just installed (for the next delta)."""
