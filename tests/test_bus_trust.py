@@ -233,7 +233,9 @@ async def test_a_signed_bus_patches_signed_deltas_and_refuses_every_forgery(
             await attacker.close()
         assert follower.revision(CLIP) == held.revision
         assert _file_url(follower) != ATTACKER_URL
-        reasons = [entry["reason"] for entry in _events(logs, "bus_message_refused")]
+        refused = _events(logs, "bus_message_refused")
+        assert {entry["subject"] for entry in refused} == {subject}  # the signed heartbeats pass
+        reasons = [entry["reason"] for entry in refused]
         assert any("unsigned" in reason for reason in reasons)
         assert any("not accepted" in reason for reason in reasons)
         secret = key.decode().splitlines()[1]
