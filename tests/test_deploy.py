@@ -196,7 +196,7 @@ def _redis_command(certs: Path, port: int) -> list[str]:
     return [binary, *command[1:], "--bind", "127.0.0.1", "--dir", str(certs)]
 
 
-async def _eventually(condition: Callable[[], bool], timeout: float = 3.0) -> None:
+async def _eventually(condition: Callable[[], bool], timeout: float = 60.0) -> None:
     with anyio.fail_after(timeout):
         while not condition():
             await anyio.sleep(0.02)
