@@ -216,6 +216,14 @@ def test_watch_follows_a_restarted_service_on_another_port(
 # -- the embedded NATS server --------------------------------------------------------------------
 
 
+def test_a_second_serve_is_refused_in_one_line_and_leaves_the_first_alone(served: Served) -> None:
+    second = _hmr("serve", "--base-path", str(served.base))
+    assert second.returncode == 1
+    assert second.stderr.splitlines()[-1].endswith("another hmr serve is running with this data directory")
+    assert served.url_file.read_text().strip() == served.url  # still findable
+    assert _hmr("status", "--base-path", str(served.base)).returncode == 0
+
+
 def test_a_restarted_service_keeps_its_port(served: Served, process_groups: Start, base: Path) -> None:
     served.stop()
     assert Served(process_groups, base).url == served.url

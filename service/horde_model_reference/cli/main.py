@@ -64,10 +64,8 @@ def _backend_for(args: argparse.Namespace, base_path: Path) -> ModelReferenceBac
 async def _serve(
     config: ServiceConfig, backend: ModelReferenceBackend, url_file: Path, components: list[Component]
 ) -> None:
-    async def announce(supervisor: Supervisor) -> None:
-        if supervisor.nats_url:
-            atomic_write_bytes(url_file, supervisor.nats_url.encode())
-            _log.info("nats_url_written", nats_url=supervisor.nats_url, url_file=str(url_file))
+    """Run the service; its NATS URL is in `url_file` while it runs (a refused start leaves the file be)."""
+    written = False
 
     async def run(*, task_status: TaskStatus[Supervisor] = anyio.TASK_STATUS_IGNORED) -> None:
         await run_service(config, backend, components=components, task_status=task_status)
@@ -75,9 +73,16 @@ async def _serve(
     try:
         async with anyio.create_task_group() as tg:
             supervisor = await tg.start(run)
-            await announce(supervisor)
+            if supervisor.nats_url:
+                atomic_write_bytes(url_file, supervisor.nats_url.encode())
+                written = True
+                _log.info("nats_url_written", nats_url=supervisor.nats_url, url_file=str(url_file))
     except BaseExceptionGroup as group:
         raise sole_exception(group) from None
+    finally:
+        if written:
+            with anyio.CancelScope(shield=True):
+                await anyio.Path(url_file).unlink(missing_ok=True)
 
 
 class BasePathError(ModelReferenceError):
@@ -154,11 +159,7 @@ def _run_serve(args: argparse.Namespace) -> int:
                 limits=settings.http,
             )
         )
-    url_file = base_path / SERVICE_URL_FILE
-    try:
-        anyio.run(_serve, config, backend, url_file, components)
-    finally:
-        url_file.unlink(missing_ok=True)
+    anyio.run(_serve, config, backend, base_path / SERVICE_URL_FILE, components)
     return 0
 
 
