@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
+import structlog
 
 from horde_model_reference.bus.connection import nats_auth_from_settings
 from horde_model_reference.bus.events import CategoryChanged, CategoryState, Heartbeat
@@ -279,8 +281,16 @@ def test_an_unconfirmed_revision_is_chased_a_bounded_number_of_times() -> None:
 # -- hmr keygen -----------------------------------------------------------------------------
 
 
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """`main()` configures logging for the process: give the other tests theirs back."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
 def test_keygen_writes_a_private_key_for_the_owner_only_and_prints_the_public_key(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], restore_logging: None
 ) -> None:
     path = tmp_path / "service.pem"
     assert main(["keygen", str(path)]) == 0
@@ -297,3 +307,30 @@ def test_keygen_writes_a_private_key_for_the_owner_only_and_prints_the_public_ke
         write_private_key(path)
     assert write_private_key(path, force=True) != public
     assert main(["keygen", str(tmp_path / "missing" / "k.pem")]) == 1
+
+
+def test_a_snapshot_older_than_asked_for_is_a_replay() -> None:
+    trust = BusTrust()
+    digest = catalog_digest(CATALOG)
+    with pytest.raises(CatalogRejectedError, match="older than the revision 5"):
+        trust.check_snapshot(StoredSnapshot("clip", 4, digest, CATALOG), 3, 5)
+    trust.check_snapshot(StoredSnapshot("clip", 5, digest, CATALOG), 3, 5)
+
+
+def _beat(service_id: str, started_at: float) -> Heartbeat:
+    return Heartbeat(
+        service_id=service_id,
+        started_at=started_at,
+        sent_at=started_at + 1,
+        categories={"clip": CategoryState(1, "d")},
+    )
+
+
+def test_a_signed_consumer_drops_heartbeats_of_a_service_older_than_the_newest_seen() -> None:
+    signed = BusTrust(Verifier([PUBLIC]))
+    assert signed.note(_beat("old", 100.0))
+    assert signed.note(_beat("new", 200.0))  # a restarted service starts later
+    assert signed.note(_beat("new", 200.0))
+    assert not signed.note(_beat("old", 100.0))  # a replayed heartbeat of the earlier instance
+    unsigned = BusTrust()
+    assert unsigned.note(_beat("new", 200.0)) and unsigned.note(_beat("old", 100.0))

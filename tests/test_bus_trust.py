@@ -168,10 +168,20 @@ async def test_an_absurd_revision_is_not_chased_forever_nor_installed(
             with capture_logs() as logs:
                 await attacker.publish(subjects.changed(CLIP.value), encode_event(event))
                 await attacker.flush()
-                await _until(
-                    lambda: bool(_events(logs, "bus_revision_not_chased")) or follower.revision(CLIP) == huge,
-                    60,
-                )
+                try:
+                    await _until(
+                        lambda: (
+                            bool(_events(logs, "bus_revision_not_chased")) or follower.revision(CLIP) == huge
+                        ),
+                        60,
+                    )
+                except TimeoutError:
+                    seen = [
+                        (e["event"], e.get("reason") or e.get("error"))
+                        for e in logs
+                        if e["event"].startswith("bus_")
+                    ]
+                    raise AssertionError(f"the chase did not end: {seen}") from None
         finally:
             await attacker.close()
         assert follower.revision(CLIP) == held.revision

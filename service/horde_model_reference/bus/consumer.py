@@ -348,7 +348,9 @@ class BusConsumer:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             _log.error("bus_event_undecodable", subject=msg.subject, error=str(exc))
             return
-        self._trust.note(event)
+        if not self._trust.note(event):
+            self.stats["refused"] += 1
+            return
         if (
             isinstance(event, CategoryChanged)
             and self._started
@@ -625,7 +627,10 @@ class BusConsumer:
         held = self._cache.snapshots.get(category.value)
         try:
             hashes = await anyio.to_thread.run_sync(
-                self._trust.check_snapshot, snapshot, held.revision if held is not None else None
+                self._trust.check_snapshot,
+                snapshot,
+                held.revision if held is not None else None,
+                min_revision,
             )
         except CatalogRejectedError as exc:
             self.stats["refused"] += 1

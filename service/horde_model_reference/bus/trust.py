@@ -105,6 +105,9 @@ class BusTrust:
         self._announced: dict[str, tuple[int, str]] = {}
         self._heartbeat: dict[str, int] = {}
         self._unserved: dict[tuple[str, int], int] = {}
+        self._newest_service: tuple[str, float] | None = None
+        """The id and start time of the latest-started service whose signed heartbeat was seen."""
+        self._replays = 0
 
     @property
     def signed(self) -> bool:
@@ -115,8 +118,9 @@ class BusTrust:
         """The signing key id of a message; raises `SignatureError` (see `Verifier.check`)."""
         return self.verifier.check_payload(f"message on {subject}", payload, headers)
 
-    def note(self, event: Event) -> None:
-        """Remember what a (checked) change event or heartbeat says a category's revision and digest are.
+    def note(self, event: Event) -> bool:
+        """Remember what a (checked) change event or heartbeat says a category's revision and digest
+        are; False when the consumer must drop it (a replayed heartbeat, see `_replayed`).
 
         A snapshot of that revision must then have that digest; a heartbeat's revision is also the
         one unsigned snapshots may not run far ahead of.
@@ -124,9 +128,37 @@ class BusTrust:
         if isinstance(event, CategoryChanged):
             self._announced[event.category] = (event.revision, event.digest)
         elif isinstance(event, Heartbeat):
+            if self._replayed(event):
+                return False
             for name, state in event.categories.items():
                 self._announced[name] = (state.revision, state.digest)
                 self._heartbeat[name] = state.revision
+        return True
+
+    def _replayed(self, heartbeat: Heartbeat) -> bool:
+        """Signed: a heartbeat of a service instance that started before the newest one seen.
+
+        Its signature is valid, but a restarted service always starts later: an older instance's
+        heartbeat (announcing its old revisions) is a replay, which would make the consumer go back.
+        """
+        if not self.signed:
+            return False
+        newest = self._newest_service
+        if newest is None or heartbeat.service_id == newest[0] or heartbeat.started_at >= newest[1]:
+            if newest is None or heartbeat.started_at >= newest[1]:
+                self._newest_service = (heartbeat.service_id, heartbeat.started_at)
+            return False
+        self._replays += 1
+        if self._replays <= 10 or self._replays % 100 == 0:
+            _log.warning(
+                "bus_heartbeat_replay_refused",
+                service_id=heartbeat.service_id,
+                started_at=heartbeat.started_at,
+                newest_service_id=newest[0],
+                newest_started_at=newest[1],
+                refused=self._replays,
+            )
+        return True
 
     def signature_ok(self, snapshot: StoredSnapshot, source: str) -> bool:
         """Whether a stored snapshot's signature is acceptable (logged when not: fetch it elsewhere)."""
@@ -146,8 +178,11 @@ class BusTrust:
             return False
         return True
 
-    def check_snapshot(self, snapshot: StoredSnapshot, held_revision: int | None) -> dict[str, bytes]:
-        """Verify a fetched snapshot; returns its record hashes. Raises `CatalogRejectedError`.
+    def check_snapshot(
+        self, snapshot: StoredSnapshot, held_revision: int | None, min_revision: int = 0
+    ) -> dict[str, bytes]:
+        """Verify a snapshot fetched asking for at least `min_revision`; returns its record hashes.
+        Raises `CatalogRejectedError`.
 
         CPU-bound (hashes the bytes): run it in a worker thread for large catalogs.
         """
@@ -156,6 +191,11 @@ class BusTrust:
             self.verifier.check_snapshot(category, revision, snapshot.digest, snapshot.signature)
         except SignatureError as exc:
             raise CatalogRejectedError(category, revision, f"{exc.reason} (key {exc.key_id})") from None
+        if revision < min_revision:
+            # Every source answers "behind" or nothing then: an older one is a replay.
+            raise CatalogRejectedError(
+                category, revision, f"older than the revision {min_revision} asked for"
+            )
         actual = catalog_digest(snapshot.data)
         if actual != snapshot.digest:
             raise CatalogRejectedError(category, revision, f"bytes hash to {actual}, not {snapshot.digest}")
