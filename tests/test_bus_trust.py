@@ -14,7 +14,7 @@ import nats
 import pytest
 from structlog.testing import capture_logs
 
-from bus_harness import Consumer, canonical_digest, consumer, running_service, write_catalog
+from bus_harness import ChildConsumer, Consumer, canonical_digest, consumer, running_service, write_catalog
 from horde_model_reference.bus.connection import NatsAuth
 from horde_model_reference.bus.events import CategoryChanged, Snapshot, Subjects, encode_event
 from horde_model_reference.bus.signing import (
@@ -317,3 +317,33 @@ async def test_the_service_never_replies_onto_its_own_subjects(
         finally:
             await client.close()
     assert reflected == []
+
+
+async def test_a_manager_takes_its_trusted_keys_from_the_settings(
+    tmp_path: Path, shared_data: Path, nats_url: str, subject_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HORDE_MODEL_REFERENCE_NATS__TRUSTED_KEYS reaches a ModelReferenceManager in another process."""
+    base, _ = _primary(tmp_path, shared_data)
+    key = generate_private_key_pem()
+    async with _service(base, nats_url, subject_prefix, signing_key=key.decode()) as service:
+        revision = service.revision(CLIP)
+        children = []
+        try:
+            for name, trusted in (
+                ("right", public_key_text(key)),
+                ("wrong", public_key_text(generate_private_key_pem())),
+            ):
+                monkeypatch.setenv("HORDE_MODEL_REFERENCE_NATS__TRUSTED_KEYS", trusted)
+                workdir = tmp_path / name
+                workdir.mkdir()
+                children.append(
+                    await anyio.to_thread.run_sync(ChildConsumer, nats_url, subject_prefix, workdir)
+                )
+            right, wrong = children
+            answer = await anyio.to_thread.run_sync(right.ask, f"wait clip {revision} 20", 30)
+            assert answer == {"reached": True, "revision": revision}
+            answer = await anyio.to_thread.run_sync(wrong.ask, f"wait clip {revision} 2", 30)
+            assert answer["reached"] is False
+        finally:
+            for child in children:
+                await anyio.to_thread.run_sync(child.close)
