@@ -233,6 +233,7 @@ class Supervisor:
                     redis=self._store.url if self._store is not None else None,
                     categories=[c.value for c, s in self._slots.items() if s.loaded],
                     poll_interval=self.poll_interval,
+                    signing_key_id=self.signer.key_id if self.signer is not None else None,
                 )
                 task_status.started(self)
         finally:
