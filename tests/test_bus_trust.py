@@ -18,13 +18,15 @@ from bus_harness import ChildConsumer, Consumer, canonical_digest, consumer, run
 from horde_model_reference.bus.connection import NatsAuth
 from horde_model_reference.bus.events import CategoryChanged, Snapshot, Subjects, encode_event
 from horde_model_reference.bus.signing import (
+    Verifier,
     generate_private_key_pem,
     load_signer,
     public_key_text,
     sign_payload,
     sign_snapshot,
 )
-from horde_model_reference.bus.trust import MAX_REVISION_LEAD, catalog_records_digest
+from horde_model_reference.bus.snapshot_store import RedisSnapshotStore, StoredSnapshot
+from horde_model_reference.bus.trust import MAX_REVISION_LEAD, BusTrust, catalog_records_digest
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 from horde_model_reference.writes.settings import WriteSettings
 from horde_model_reference.writes.testing import running_write_service
@@ -347,3 +349,28 @@ async def test_a_manager_takes_its_trusted_keys_from_the_settings(
         finally:
             for child in children:
                 await anyio.to_thread.run_sync(child.close)
+
+
+async def test_redis_keeps_the_snapshot_signature_next_to_revision_and_digest(
+    redis_url: str, redis_prefix: str
+) -> None:
+    key = generate_private_key_pem()
+    store = RedisSnapshotStore(redis_url, key_prefix=redis_prefix, signer=load_signer(key_pem=key.decode()))
+    data = b'{"a": {"name": "a"}}'
+    try:
+        await store.put(StoredSnapshot(CLIP.value, 3, canonical_digest(data), data))
+        stored = await store.get(CLIP.value)
+        assert stored is not None and stored.signature is not None
+        trust = BusTrust(Verifier([public_key_text(key)]))
+        assert trust.signature_ok(stored, "redis")
+        assert not trust.signature_ok(msgspec.structs.replace(stored, revision=4), "redis")
+        unsigned = RedisSnapshotStore(redis_url, key_prefix=redis_prefix)
+        try:
+            await unsigned.put(StoredSnapshot(CLIP.value, 4, canonical_digest(data), data))
+            again = await unsigned.get(CLIP.value)
+            assert again is not None and again.signature is None
+            assert not trust.signature_ok(again, "redis")
+        finally:
+            await unsigned.aclose()
+    finally:
+        await store.aclose()

@@ -46,7 +46,7 @@ async def test_put_then_get_round_trips_bytes(store: RedisSnapshotStore, redis_u
     raw = Redis.from_url(redis_url)
     try:
         assert await raw.type(store.key("clip")) in (b"hash", "hash")
-        assert set(await raw.hkeys(store.key("clip"))) == {b"revision", b"digest", b"data"}
+        assert set(await raw.hkeys(store.key("clip"))) == {b"revision", b"digest", b"data", b"signature"}
     finally:
         await raw.aclose()
 

@@ -1,8 +1,9 @@
 """Category snapshots in Redis: revision, digest and the v2 JSON bytes of one category per key.
 
-Key `<prefix>:snapshot:<category>` is a hash with the fields `revision`, `digest` and `data`. It is
-written with ONE `HSET` (all three fields) and read with ONE `HGETALL`, so a reader never sees a
-revision with the wrong body. Bytes in, bytes out (`decode_responses=False`); every wait is bounded
+Key `<prefix>:snapshot:<category>` is a hash with the fields `revision`, `digest`, `data` and
+`signature` (the service's signature of category, revision and digest; empty without a key). It is
+written with ONE `HSET` (all the fields) and read with ONE `HGETALL`, so a reader never sees a
+revision with the wrong body or signature. Bytes in, bytes out (`decode_responses=False`); every wait is bounded
 by the socket timeouts and the pool's `BlockingConnectionPool` timeout. Redis errors surface as
 `BackendError` carrying the category.
 """
