@@ -4,6 +4,7 @@ conditional on the digest held, with Redis and the service's request/reply as fa
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -15,6 +16,7 @@ from structlog.testing import capture_logs
 
 from bus_harness import running_service
 from fleet_harness import follower, options, until
+from horde_model_reference.backends.filesystem import FileSystemBackend
 from horde_model_reference.bus.events import (
     NotModified,
     Snapshot,
@@ -24,6 +26,8 @@ from horde_model_reference.bus.events import (
 from horde_model_reference.bus.jetstream_store import JetStreamSnapshotStore
 from horde_model_reference.catalog import catalog_digest
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
+from horde_model_reference.fileio import atomic_write_bytes
+from horde_model_reference.supervisor import ServiceConfig, run_service
 from nats_process import NatsProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -179,3 +183,31 @@ async def ask_expired(nc: Client, subject: str) -> None:
     """A request whose deadline passed before it was sent: the responder drops it (no reply)."""
     request = SnapshotRequest(deadline=time.time() - 1)
     await nc.request(subject, msgspec.json.encode(request), timeout=1)
+
+
+async def test_a_hand_edit_is_seen_through_file_events_not_the_poll(
+    tmp_path: Path, golden_base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
+) -> None:
+    config = ServiceConfig(
+        data_dir=str(tmp_path / "data"),
+        nats_url=nats_url,
+        subject_prefix=subject_prefix,
+        poll_interval=600.0,  # the poll would not see it during this test
+    )
+    async with anyio.create_task_group() as tg:
+        service = await tg.start(
+            partial(run_service, config, FileSystemBackend(golden_base), handle_signals=False)
+        )
+        async with follower(options(nats_url, subject_prefix)) as fan:
+            before = fan.revision(CLIP)
+            with capture_logs() as logs:
+                atomic_write_bytes(
+                    golden_base / "clip.json",
+                    (golden_base / "clip.json").read_bytes().replace(b"ViT", b"ViT3"),
+                )
+                await until(
+                    lambda: (fan.revision(CLIP) or 0) > (before or 0), "the hand edit at the consumer"
+                )
+            assert service.revision(CLIP) == (before or 0) + 1
+            assert not [e for e in logs if e["event"] == "file_watch_failed"]
+        tg.cancel_scope.cancel()

@@ -81,6 +81,9 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Bound on the snapshot writes (JetStream, Redis) made before a change is published: a slower
     store is written later (retried in the background) and the event goes out anyway."""
     responder_concurrency: int = 8
+    watch_files: bool = True
+    """Wake a category's actor on the file events of its catalog (local file backends; the poll
+    stays as the fallback)."""
     """Snapshot requests answered at once (each reply is encoded once per revision and reused)."""
 
     def __post_init__(self) -> None:

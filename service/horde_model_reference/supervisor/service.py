@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.to_thread
@@ -48,6 +48,7 @@ from horde_model_reference.errors import (
     ModelReferenceError,
 )
 from horde_model_reference.logs import get_logger
+from horde_model_reference.supervisor._files import FileBacked, watch_catalog_files
 from horde_model_reference.supervisor._nats import NatsLink
 from horde_model_reference.supervisor._responders import SnapshotResponder, serve_requests
 from horde_model_reference.supervisor._stores import mark_behind, watch_store
@@ -223,6 +224,13 @@ class Supervisor:
                     tg.start_soon(self._watch_redis, self._store, name="redis-watch")
                 if self._jetstream is not None:
                     tg.start_soon(self._watch_jetstream, self._jetstream, name="jetstream-watch")
+                if (
+                    self.config.watch_files
+                    and hasattr(self.backend, "path_for")
+                    and hasattr(self.backend, "base_path")
+                ):
+                    files = cast(FileBacked, self.backend)
+                    tg.start_soon(watch_catalog_files, files, self._slots, self.poke, name="file-watch")
                 self.backend.add_invalidation_callback(self._on_invalidated)
                 for component in self._components:
                     await tg.start(component, self)
