@@ -116,6 +116,9 @@ class NatsSettings(msgspec.Struct, kw_only=True):
     resync_jitter: NonNegativeSeconds = 1.0
     """Consumers: a resync after a reconnect waits a random time up to this, so a fleet that
     reconnects at once does not resynchronise at once."""
+    snapshot_requests: bool = True
+    """Consumers: ask the service for snapshots JetStream and Redis lack; `false` for the public
+    read-only identity (it may read JetStream only)."""
 
 
 class HordeModelReferenceSettings(msgspec.Struct, kw_only=True):

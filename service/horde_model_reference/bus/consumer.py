@@ -101,6 +101,9 @@ class BusOptions(msgspec.Struct, frozen=True, kw_only=True):
     that reconnects at once does not resynchronise at once."""
     breaker_seconds: float = 30.0
     """A snapshot source (JetStream, Redis) that failed is skipped for this long."""
+    snapshot_requests: bool = True
+    """Ask the service for a snapshot that JetStream and Redis do not have (False for the public
+    read-only identity, which may only read JetStream)."""
 
 
 class BusConsumer:
@@ -226,6 +229,7 @@ class BusConsumer:
             redis=self._store,
             breaker_seconds=self.options.breaker_seconds,
             stats=self.stats,
+            service=self.options.snapshot_requests,
             accept=self._trust.signature_ok,
         )
         try:

@@ -68,6 +68,7 @@ class SnapshotSources:
         breaker_seconds: float,
         stats: dict[str, int],
         accept: Callable[[StoredSnapshot, str], bool] | None = None,
+        service: bool = True,
     ) -> None:
         self._subjects = subjects
         self._accept = accept
@@ -75,6 +76,7 @@ class SnapshotSources:
         refuses is fetched from the next source instead."""
         self._timeout = request_timeout
         self._use_jetstream = jetstream
+        self._use_service = service
         self._redis = redis
         self._stats = stats
         self._nc: NatsClient | None = None
@@ -218,6 +220,10 @@ class SnapshotSources:
     # ------------------------------------------------------------------ the service
 
     async def _from_service(self, category: str, min_revision: int, held: Held | None) -> Fetched | None:
+        if not self._use_service:
+            if min_revision > 0:
+                raise BackendError("bus", category, "no snapshot source has it (service requests are off)")
+            return None
         nc = self._nc
         if nc is None or not nc.is_connected:
             if min_revision > 0:

@@ -186,6 +186,7 @@ class ModelReferenceManager(PopularityMixin, TypedAccessMixin, ReadApi):
             auth=nats_auth_from_settings(nats),
             jetstream=nats.jetstream,
             resync_jitter=nats.resync_jitter,
+            snapshot_requests=nats.snapshot_requests,
         )
 
     def _check_same_settings(self, requested: dict[str, Any]) -> None:
