@@ -361,7 +361,8 @@ def test_the_helm_values_grant_the_same_permissions_as_accounts_conf() -> None:
             users[user]["permissions"].get("allow_responses")
         )
     env_names = set(values["container"]["env"])
-    assert env_names == {m[1:] for m in re.findall(r"\$\w+", _render_helm_merge(values))}
+    # `$name` outside quotes is a variable; "$JS.API.>" and the like are subjects
+    assert env_names == {m[1:] for m in re.findall(r"(?<![\"\w])\$\w+", _render_helm_merge(values))}
 
 
 # -- TLS, credentials and Redis, wired through the settings -------------------------------------
@@ -407,8 +408,7 @@ def _role_env(role: str, nats_url: str, certs: Path, redis_url: str | None) -> d
         f"{ENV_PREFIX}NATS__TLS_CA_FILE": str(certs / "ca.pem"),
         f"{ENV_PREFIX}LOG_LEVEL": "WARNING",
     }
-    if role != "service":
-        env[f"{ENV_PREFIX}NATS__INBOX_PREFIX"] = f"_INBOX.{role}"
+    env[f"{ENV_PREFIX}NATS__INBOX_PREFIX"] = f"_INBOX.{role}"
     if redis_url:
         env[f"{ENV_PREFIX}REDIS__URL"] = redis_url
     return env
