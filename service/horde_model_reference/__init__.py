@@ -70,6 +70,7 @@ from horde_model_reference.compat.text_backend_names import (
 )
 from horde_model_reference.errors import (
     BackendError,
+    BusNoDataError,
     CatalogDecodeError,
     CategoryNotFoundError,
     ConflictError,
@@ -161,6 +162,7 @@ __all__ = [
     "ReplicateMode",
     "check_settings",
     "load_settings",
+    "BusNoDataError",
     "CategoryNotFoundError",
     "ConflictError",
     "DecodedCatalog",

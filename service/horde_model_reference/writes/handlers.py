@@ -200,7 +200,8 @@ class CommandHandlers:
                 raise InvalidRequestError(
                     "base_revision",
                     None,
-                    "an update or delete names the revision or record digest it is based on",
+                    "an update or delete must name what it is based on: base_revision (hmr --base-revision,"
+                    " the category's revision from `hmr status`) or base_digest (hmr --base-digest)",
                 )
         if cmd.base_revision is not None and cmd.base_revision != revision:
             raise ConflictError(category.value, name, f"revision {cmd.base_revision}", f"revision {revision}")
