@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from horde_model_reference.catalog import decode_catalog
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
-from horde_model_reference.errors import InvalidModelNameError
+from horde_model_reference.errors import InvalidModelNameError, RecordDecodeError
 from horde_model_reference.names import backend_prefix_of, name_candidates, validate_model_name
 from horde_model_reference.writes.validation import validate_write_name
+from manager_harness import counting_manager
 
 TEXT = MODEL_REFERENCE_CATEGORY.text_generation
 
@@ -89,4 +91,35 @@ def test_backend_prefixed_text_names_are_not_created() -> None:
             validate_write_name(TEXT, name, exists=False)
         assert "backend prefix" in caught.value.reason
     assert backend_prefix_of("APHRODITE/x") == "aphrodite/" and backend_prefix_of("org/x") is None
-    assert name_candidates(TEXT, "koboldcpp/org/x") == ("koboldcpp/org/x", "org/x")
+    assert name_candidates(TEXT, "koboldcpp/org/x") == ("org/x", "koboldcpp/org/x")
+
+
+_TEXT_RECORD = {"name": "org/x", "parameters": 7000000000, "baseline": "llama"}
+
+
+def _shadowed_catalog(base: Path) -> None:
+    impostor = dict(_TEXT_RECORD, name="koboldcpp/org/x", description="not the real one")
+    catalog = {"org/x": _TEXT_RECORD, "koboldcpp/org/x": impostor}
+    (base / "text_generation.json").write_text(json.dumps(catalog))
+
+
+def test_a_backend_prefixed_text_record_is_skipped_on_decode(tmp_path: Path) -> None:
+    _shadowed_catalog(tmp_path)
+    data = (tmp_path / "text_generation.json").read_bytes()
+    decoded = decode_catalog(TEXT, data)
+    assert list(decoded.records) == ["org/x"]
+    assert [(issue.name, "backend prefix" in issue.reason) for issue in decoded.issues] == [
+        ("koboldcpp/org/x", True)
+    ]
+    with pytest.raises(RecordDecodeError) as caught:
+        decode_catalog(TEXT, data, strict=True)
+    assert caught.value.name == "koboldcpp/org/x"
+
+
+@pytest.mark.usefixtures("manager_reset")
+def test_a_prefixed_lookup_finds_the_record_it_prefixes(tmp_path: Path) -> None:
+    _shadowed_catalog(tmp_path)
+    manager = counting_manager(tmp_path)
+    record = manager.get_model(TEXT, "koboldcpp/org/x")
+    assert record.name == "org/x" and record.description is None
+    assert manager.get_model(TEXT, "org/x") is record

@@ -19,6 +19,7 @@ import msgspec
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, canonical_categories, parse_category
 from horde_model_reference.errors import CatalogDecodeError, RecordDecodeError
 from horde_model_reference.logs import get_logger
+from horde_model_reference.names import backend_prefix_of
 from horde_model_reference.records import GenericModelRecord, record_type_for
 from horde_model_reference.registries import BASELINES, CONTROLNET_STYLES, MODEL_STYLES
 
@@ -168,8 +169,9 @@ def decode_catalog(
     record_type = record_type_for(cat)
     try:
         records: dict[str, GenericModelRecord] = _catalog_decoder(record_type).decode(data)
+        prefixed = _without_prefixed_text_names(cat, records, strict, source)
         _checked(cat, records)
-        return DecodedCatalog(cat, records)
+        return DecodedCatalog(cat, records, prefixed)
     except msgspec.ValidationError:
         pass
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
@@ -200,8 +202,29 @@ def decode_catalog(
                 source=source,
             )
             issues.append(issue)
+    issues.extend(_without_prefixed_text_names(cat, records, strict, source))
     _checked(cat, records)
     return DecodedCatalog(cat, records, tuple(issues))
+
+
+def _without_prefixed_text_names(
+    category: MODEL_REFERENCE_CATEGORY,
+    records: dict[str, GenericModelRecord],
+    strict: bool,
+    source: str | None,
+) -> tuple[RecordIssue, ...]:
+    """Skip (and report) text records keyed with a backend prefix: `koboldcpp/x` must mean `x`."""
+    if category is not MODEL_REFERENCE_CATEGORY.text_generation:
+        return ()
+    issues = []
+    for key in [key for key in records if backend_prefix_of(key) is not None]:
+        reason = f"a text model's name must not start with a backend prefix ({backend_prefix_of(key)!r})"
+        if strict:
+            raise RecordDecodeError(category.value, key, reason)
+        _log.warning("record_skipped", category=category.value, model=key, reason=reason, source=source)
+        del records[key]
+        issues.append(RecordIssue(category.value, key, reason, None))
+    return tuple(issues)
 
 
 def validate_catalog_bytes(

@@ -35,6 +35,7 @@ __all__ = [
 
 TEXT_BACKEND_PREFIXES = ("aphrodite/", "koboldcpp/")
 """Prefixes of the names text workers report (`koboldcpp/org/model`), absent from catalog keys."""
+_PREFIX_LENGTH = max(map(len, TEXT_BACKEND_PREFIXES))
 
 MAX_NAME_LENGTH = 256
 
@@ -110,18 +111,21 @@ def _without_backend_prefix(name: str) -> str:
 
 def backend_prefix_of(name: str) -> str | None:
     """The text backend prefix `name` starts with (any case), or None."""
-    lowered = name.lower()
-    return next((p for p in TEXT_BACKEND_PREFIXES if lowered.startswith(p)), None)
+    head = name[:_PREFIX_LENGTH].lower()
+    if not head.startswith(TEXT_BACKEND_PREFIXES):
+        return None
+    return next(p for p in TEXT_BACKEND_PREFIXES if head.startswith(p))
 
 
 def name_candidates(category: str | MODEL_REFERENCE_CATEGORY, name: str) -> tuple[str, ...]:
-    """The catalog keys `name` may stand for: itself, then for text the name without its backend prefix.
+    """The catalog keys `name` may stand for, in order.
 
-    The write path never creates a text name with a backend prefix, so `koboldcpp/x` cannot
-    shadow `x`; a hand-edited catalog holding both answers with its own `koboldcpp/x` record.
+    For text, `koboldcpp/x` (any backend prefix) means the record `x` first, then a record keyed
+    `koboldcpp/x` itself, so a record named with a backend prefix can never shadow the one it
+    prefixes (catalog decoding also skips such records, and writes refuse them).
     """
     if category == MODEL_REFERENCE_CATEGORY.text_generation:
         bare = _without_backend_prefix(name)
         if bare is not name:
-            return (name, bare)
+            return (bare, name)
     return (name,)

@@ -192,7 +192,7 @@ class ReadApi(ProviderQueryMixin, ManagerCore):
         validate_model_name(model_name)
         if records is None:
             return None
-        for candidate in name_candidates(str(category), model_name)[1:]:
+        for candidate in name_candidates(str(category), model_name):
             record = records.get(candidate)
             if record is not None:
                 return record
