@@ -97,13 +97,15 @@ def _event_channels(prefix: str) -> tuple[dict[str, Any], dict[str, Any], dict[s
         "snapshot": _channel(
             f"{prefix}.snapshot.{{category}}",
             ["SnapshotRequest"],
-            "Request a category's snapshot (the fallback when Redis is not configured or misses).",
+            "Request a category's snapshot (the last fallback, after JetStream and Redis), naming the "
+            "revision and digest held and a deadline.",
             {"requested-by": _CONSUMERS[:1], "answered-by": _SERVICE},
         ),
         "snapshotReply": _channel(
             None,
-            ["Snapshot", "ErrorReply"],
-            "The reply to a snapshot request, on the requester's reply subject. ErrorReply `error`: "
+            ["Snapshot", "NotModified", "ErrorReply"],
+            "The reply to a snapshot request, on the requester's reply subject (none once its deadline "
+            "passed; NotModified when the revision and digest held are current). ErrorReply `error`: "
             "`unknown_category`, `not_loaded`, `bad_request`, `behind`, `too_large`, `internal`.",
             {},
         ),
@@ -125,7 +127,7 @@ def _event_channels(prefix: str) -> tuple[dict[str, Any], dict[str, Any], dict[s
             "snapshot",
             ["SnapshotRequest"],
             "Answer a snapshot request.",
-            ("snapshotReply", ["Snapshot", "ErrorReply"]),
+            ("snapshotReply", ["Snapshot", "NotModified", "ErrorReply"]),
         ),
         "answerHealth": _operation(
             "receive",

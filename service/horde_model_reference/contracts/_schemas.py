@@ -16,6 +16,7 @@ from horde_model_reference.bus.events import (
     ErrorReply,
     HealthReply,
     Heartbeat,
+    NotModified,
     Snapshot,
     SnapshotRequest,
 )
@@ -43,6 +44,7 @@ EVENT_TYPES: tuple[type[msgspec.Struct], ...] = (
     Heartbeat,
     SnapshotRequest,
     Snapshot,
+    NotModified,
     ErrorReply,
     HealthReply,
 )
