@@ -26,10 +26,20 @@ from typing import IO, Any
 import pytest
 
 from horde_model_reference.bus.embedded import EmbeddedNatsServer, free_port
+from horde_model_reference.categories import get_category_descriptor
+from horde_model_reference.fileio import atomic_write_bytes
+from horde_model_reference.legacy import convert_legacy_directory
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "model-reference"
 EXAMPLES = REPO_ROOT / "examples" / "reference"
+
+
+def seed_example_catalog(path: Path) -> Path:
+    """Write the example catalog (examples/reference, converted to v2) into `path` and return it."""
+    for category, data in convert_legacy_directory(EXAMPLES).items():
+        atomic_write_bytes(path / get_category_descriptor(category).v2_filename, data)
+    return path
 
 
 class ProcessGroup:

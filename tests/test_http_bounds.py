@@ -17,16 +17,13 @@ import pytest
 from anyio.abc import SocketStream
 from structlog.testing import capture_logs
 
-from horde_model_reference.categories import get_category_descriptor
-from horde_model_reference.fileio import atomic_write_bytes
+from conftest import seed_example_catalog
 from horde_model_reference.http import HttpEndpoint, serve_http
-from horde_model_reference.legacy import convert_legacy_directory
 from horde_model_reference.writes.settings import HttpSettings, WriteSettings
 from horde_model_reference.writes.testing import running_write_service
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "reference"
 V2 = "/api/model_references/v2"
 QUEUE = f"{V2}/pending_queue"
 REQ, APP = "edge-requester", "edge-approver"
@@ -36,9 +33,7 @@ DEADLINE = 30.0
 
 @pytest.fixture
 def base(tmp_path: Path) -> Path:
-    for category, data in convert_legacy_directory(EXAMPLES).items():
-        atomic_write_bytes(tmp_path / get_category_descriptor(category).v2_filename, data)
-    return tmp_path
+    return seed_example_catalog(tmp_path)
 
 
 @asynccontextmanager

@@ -15,11 +15,9 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from horde_model_reference.categories import get_category_descriptor
-from horde_model_reference.fileio import atomic_write_bytes
+from conftest import seed_example_catalog
 from horde_model_reference.http import StaticSnapshotSource, create_app, serve_http
 from horde_model_reference.http.routes_writes import STATUS_BY_CODE
-from horde_model_reference.legacy import convert_legacy_directory
 from horde_model_reference.supervisor.service import Supervisor
 from horde_model_reference.writes.contracts import WriteCommand, WriteErrorReply, WriteReply
 from horde_model_reference.writes.settings import WriteSettings
@@ -27,7 +25,6 @@ from horde_model_reference.writes.testing import running_write_service
 
 pytestmark = pytest.mark.anyio
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "reference"
 V2 = "/api/model_references/v2"
 QUEUE = f"{V2}/pending_queue"
 REQ, APP = "http-requester-key", "http-approver-key"
@@ -36,9 +33,7 @@ EXISTING_CLIP = "ViT-B/16-example"
 
 @pytest.fixture
 def base(tmp_path: Path) -> Path:
-    for category, data in convert_legacy_directory(EXAMPLES).items():
-        atomic_write_bytes(tmp_path / get_category_descriptor(category).v2_filename, data)
-    return tmp_path
+    return seed_example_catalog(tmp_path)
 
 
 def image_record(name: str, **extra: Any) -> dict[str, Any]:

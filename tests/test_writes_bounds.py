@@ -16,11 +16,9 @@ import pytest
 from nats.aio.client import Client
 from structlog.testing import capture_logs
 
+from conftest import seed_example_catalog
 from horde_model_reference.bus.connection import NatsOptions, connect_nats
 from horde_model_reference.bus.events import Subjects
-from horde_model_reference.categories import get_category_descriptor
-from horde_model_reference.fileio import atomic_write_bytes
-from horde_model_reference.legacy import convert_legacy_directory
 from horde_model_reference.writes.contracts import (
     ApplyResult,
     BatchResult,
@@ -35,16 +33,13 @@ from horde_model_reference.writes.testing import running_write_service
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "reference"
 REQ, REQ2, APP, APP2 = "bounds-requester", "bounds-requester-2", "bounds-approver", "bounds-approver-2"
 DEEP = b"[" * 10_000 + b"]" * 10_000
 
 
 @pytest.fixture
 def base(tmp_path: Path) -> Path:
-    for category, data in convert_legacy_directory(EXAMPLES).items():
-        atomic_write_bytes(tmp_path / get_category_descriptor(category).v2_filename, data)
-    return tmp_path
+    return seed_example_catalog(tmp_path)
 
 
 def settings(**overrides: Any) -> WriteSettings:

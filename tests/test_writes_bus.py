@@ -17,12 +17,11 @@ import pytest
 from nats.aio.client import Client
 
 from bus_harness import consumer
+from conftest import seed_example_catalog
 from horde_model_reference.bus.connection import NatsOptions, connect_nats
 from horde_model_reference.bus.events import Subjects
-from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, get_category_descriptor
+from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 from horde_model_reference.cli.writes import add_write_parsers
-from horde_model_reference.fileio import atomic_write_bytes
-from horde_model_reference.legacy import convert_legacy_directory
 from horde_model_reference.writes.contracts import (
     ApplyResult,
     AuditAction,
@@ -38,16 +37,13 @@ from horde_model_reference.writes.testing import running_write_service
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "reference"
 REQ, APP = "bus-requester-key", "bus-approver-key"
 IMAGE = MODEL_REFERENCE_CATEGORY.image_generation
 
 
 @pytest.fixture
 def base(tmp_path: Path) -> Path:
-    for category, data in convert_legacy_directory(EXAMPLES).items():
-        atomic_write_bytes(tmp_path / get_category_descriptor(category).v2_filename, data)
-    return tmp_path
+    return seed_example_catalog(tmp_path)
 
 
 @asynccontextmanager
