@@ -23,9 +23,10 @@ from horde_model_reference.bus.events import (
     SnapshotRequest,
     decode_event,
 )
-from horde_model_reference.bus.jetstream_store import JetStreamSnapshotStore
+from horde_model_reference.bus.jetstream_store import JetStreamSnapshotStore, bucket_name
 from horde_model_reference.catalog import catalog_digest
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
+from horde_model_reference.errors import BackendError
 from horde_model_reference.fileio import atomic_write_bytes
 from horde_model_reference.supervisor import ServiceConfig, run_service
 from nats_process import NatsProcess
@@ -211,3 +212,33 @@ async def test_a_hand_edit_is_seen_through_file_events_not_the_poll(
             assert service.revision(CLIP) == (before or 0) + 1
             assert not [e for e in logs if e["event"] == "file_watch_failed"]
         tg.cancel_scope.cancel()
+
+
+async def test_a_malformed_index_costs_consumers_nothing_and_is_rewritten(
+    golden_base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
+) -> None:
+    nc = await nats.connect(nats_url)
+    bucket = bucket_name(subject_prefix)
+    try:
+        async with running_service(golden_base, nats_url=nats_url, subject_prefix=subject_prefix) as service:
+            await nc.jetstream().publish(f"$KV.{bucket}.index", b"{not an index", stream=f"KV_{bucket}")
+            with capture_logs() as logs:
+                async with follower(options(nats_url, subject_prefix)) as fan:
+                    assert fan.digest(CLIP) == service.snapshot(CLIP).digest  # type: ignore[union-attr]
+                    assert fan.engine.stats["snapshots_jetstream"] == 0  # all from the service
+            assert any(e["event"] == "bus_source_unavailable" and e["source"] == "jetstream" for e in logs)
+            reader = JetStreamSnapshotStore(nc, subject_prefix=subject_prefix)
+
+            async def repaired() -> bool:
+                try:
+                    index = await reader.get_index()
+                except BackendError:
+                    return False
+                return index is not None and len(index.categories) >= 10
+
+            deadline = time.monotonic() + 30
+            while not await repaired():
+                assert time.monotonic() < deadline, "the index was not rewritten"
+                await anyio.sleep(0.1)
+    finally:
+        await nc.close()

@@ -42,6 +42,7 @@ from horde_model_reference.logs import get_logger
 __all__ = [
     "HEADER_MARGIN",
     "JetStreamSnapshotStore",
+    "MalformedIndexError",
     "SnapshotIndex",
     "SnapshotMeta",
     "bucket_name",
@@ -52,6 +53,10 @@ _BACKEND = "jetstream"
 INDEX_KEY = "index"
 HEADER_MARGIN = 4096
 """Bytes kept free under `max_payload` for the message's headers and subject."""
+
+
+class MalformedIndexError(BackendError):
+    """The bucket's index is not a `SnapshotIndex` (the service rewrites it)."""
 
 
 class SnapshotMeta(msgspec.Struct, frozen=True, kw_only=True):
@@ -127,7 +132,11 @@ class JetStreamSnapshotStore:
         async with self._bounded("ensure", None):
             await self._js.create_key_value(config=kv_config)
             self._objects = await self._js.create_object_store(self.object_bucket, config=obs_config)
-        index = await self.get_index()
+        try:
+            index = await self.get_index()
+        except MalformedIndexError as exc:
+            _log.error("jetstream_index_malformed", bucket=self.bucket, error=str(exc), action="rewriting it")
+            return None
         if index is not None:
             self._entries = dict(index.categories)
         return index
@@ -175,7 +184,9 @@ class JetStreamSnapshotStore:
         try:
             return _INDEX_DECODER.decode(msg.data or b"")
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise BackendError(_BACKEND, None, f"malformed index in bucket {self.bucket!r}: {exc}") from None
+            raise MalformedIndexError(
+                _BACKEND, None, f"malformed index in bucket {self.bucket!r}: {exc}"
+            ) from None
 
     async def get_body(self, category: str, meta: SnapshotMeta) -> bytes | None:
         """The body `meta` describes (None when it is missing); the caller checks its digest."""

@@ -77,8 +77,9 @@ class SnapshotResponder:
         self._service_id = service_id
         self._signer = signer
         self._encoded: dict[str, tuple[int, str, bytes]] = {}
-        self.stats = {"snapshots": 0, "not_modified": 0, "expired": 0, "bytes": 0}
-        """Counters: snapshots sent, not-modified replies, requests dropped past their deadline, bytes sent."""
+        self.stats = {"snapshots": 0, "not_modified": 0, "errors": 0, "expired": 0, "bytes": 0}
+        """Counters: snapshots sent, not-modified replies, error replies, requests dropped past
+        their deadline, bytes sent."""
 
     def __call__(self, msg: Msg) -> bytes | None:
         """The encoded reply to `msg`, or None when its deadline passed."""
@@ -86,13 +87,18 @@ class SnapshotResponder:
         if not reply:
             self.stats["expired"] += 1
             return None
-        kind = "snapshots" if reply.startswith(b'{"type":"snapshot"') else "not_modified"
-        self.stats[kind] += 1
+        self.stats[_reply_kind(reply)] += 1
         self.stats["bytes"] += len(reply)
         return reply
 
 
 _EXPIRED = b""
+_KINDS = ((b'{"type":"snapshot"', "snapshots"), (b'{"type":"not_modified"', "not_modified"))
+
+
+def _reply_kind(reply: bytes) -> str:
+    """Which counter an encoded reply belongs to (msgspec writes the tag first)."""
+    return next((kind for prefix, kind in _KINDS if reply.startswith(prefix)), "errors")
 
 
 def snapshot_reply(

@@ -35,7 +35,7 @@ from horde_model_reference.bus.events import (
     Subjects,
     encode_event,
 )
-from horde_model_reference.bus.jetstream_store import JetStreamSnapshotStore
+from horde_model_reference.bus.jetstream_store import JetStreamSnapshotStore, MalformedIndexError
 from horde_model_reference.bus.replies import ReplyGuard
 from horde_model_reference.bus.signing import load_signer, sign_snapshot
 from horde_model_reference.bus.snapshot_store import RedisSnapshotStore
@@ -479,7 +479,10 @@ class Supervisor:
         """Check the JetStream index now and then (as `_watch_redis`); recreate the bucket when lost."""
 
         async def read() -> dict[str, tuple[int, str]]:
-            index = await store.get_index()
+            try:
+                index = await store.get_index()
+            except MalformedIndexError:
+                index = None  # ensure() below logs it; every category is then written again
             if index is None or self._jetstream_ok is False:
                 index = await store.ensure(service_id=self.service_id, started_at=self.started_at)
             return {} if index is None else {n: (m.revision, m.digest) for n, m in index.categories.items()}
