@@ -242,3 +242,23 @@ async def test_a_malformed_index_costs_consumers_nothing_and_is_rewritten(
                 await anyio.sleep(0.1)
     finally:
         await nc.close()
+
+
+async def test_a_bucket_created_with_another_configuration_is_updated(
+    golden_base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
+) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.jetstream().create_key_value(
+            config=nats.js.api.KeyValueConfig(bucket=bucket_name(subject_prefix), history=5)
+        )
+        with capture_logs() as logs:
+            async with (
+                running_service(golden_base, nats_url=nats_url, subject_prefix=subject_prefix) as service,
+                follower(options(nats_url, subject_prefix)) as fan,
+            ):
+                assert fan.digest(CLIP) == service.snapshot(CLIP).digest  # type: ignore[union-attr]
+                assert fan.engine.stats["snapshots_jetstream"] >= 10
+        assert any(e["event"] == "jetstream_bucket_updated" for e in logs)
+    finally:
+        await nc.close()

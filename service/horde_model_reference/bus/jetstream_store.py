@@ -118,7 +118,9 @@ class JetStreamSnapshotStore:
     # ------------------------------------------------------------------ the service's side
 
     async def ensure(self, *, service_id: str, started_at: float) -> SnapshotIndex | None:
-        """Create (or update) the bucket and object store; return the index already stored, if any."""
+        """Create the bucket and object store (an existing bucket with another configuration is
+        updated to direct gets, one value per key and the replicas asked for; logged); return the
+        index already stored."""
         self._service = (service_id, started_at)
         kv_config = api.KeyValueConfig(
             bucket=self.bucket,
@@ -130,8 +132,15 @@ class JetStreamSnapshotStore:
         )
         obs_config = api.ObjectStoreConfig(bucket=self.object_bucket, replicas=self.replicas)
         async with self._bounded("ensure", None):
-            await self._js.create_key_value(config=kv_config)
-            self._objects = await self._js.create_object_store(self.object_bucket, config=obs_config)
+            try:
+                await self._js.create_key_value(config=kv_config)
+            except nats.js.errors.BadRequestError as exc:  # it exists with another configuration
+                await self._update_bucket(exc)
+            try:
+                self._objects = await self._js.create_object_store(self.object_bucket, config=obs_config)
+            except nats.js.errors.BadRequestError as exc:
+                self._objects = await self._js.object_store(self.object_bucket)
+                _log.warning("jetstream_bucket_kept", bucket=self.object_bucket, error=str(exc))
         try:
             index = await self.get_index()
         except MalformedIndexError as exc:
@@ -140,6 +149,22 @@ class JetStreamSnapshotStore:
         if index is not None:
             self._entries = dict(index.categories)
         return index
+
+    async def _update_bucket(self, exc: Exception) -> None:
+        """Bring an existing bucket to what reads need (direct gets, one value per key, replicas)."""
+        config = (await self._js.stream_info(self.stream)).config
+        config.allow_direct = True
+        config.max_msgs_per_subject = 1
+        config.num_replicas = self.replicas
+        config.max_msg_size = self._max_body + HEADER_MARGIN
+        try:
+            await self._js.update_stream(config)
+        except nats.js.errors.BadRequestError as refused:
+            _log.warning(
+                "jetstream_bucket_kept", bucket=self.bucket, error=str(exc), update_refused=str(refused)
+            )
+            return
+        _log.warning("jetstream_bucket_updated", bucket=self.bucket, was=str(exc))
 
     async def put(self, category: str, revision: int, digest: str, data: bytes) -> None:
         """Store the body, then the index naming it (raises `BackendError`)."""
