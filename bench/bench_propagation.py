@@ -174,7 +174,7 @@ def run(ctx: Context) -> list[Row]:
         elapsed = time.perf_counter() - began
     log(f"propagation: done in {elapsed:.1f} s")
     phases = result["phases"]
-    snapshot_source = "from Redis" if redis_url else "over NATS (no Redis reachable)"
+    snapshot_source = "from JetStream (then Redis, then the service)"
     rows: list[Row] = []
     for count in COUNTS:
         phase = phases[f"deltas_on_{count}"]
@@ -227,8 +227,9 @@ def run(ctx: Context) -> list[Row]:
 
     def reads_per_change(phase: dict[str, Any]) -> tuple[float, dict[str, float]]:
         stats, changes = phase["stats"], len(phase["propagation_s"])
-        split = {k: stats.get(k, 0) / changes for k in ("snapshots_redis", "snapshots_nats", "patched")}
-        return split["snapshots_redis"] + split["snapshots_nats"], split
+        kinds = ("snapshots_jetstream", "snapshots_redis", "snapshots_nats", "patched")
+        split = {k: stats.get(k, 0) / changes for k in kinds}
+        return split["snapshots_jetstream"] + split["snapshots_redis"] + split["snapshots_nats"], split
 
     on_reads, on_split = reads_per_change(on)
     off_reads, off_split = reads_per_change(off)
@@ -239,8 +240,8 @@ def run(ctx: Context) -> list[Row]:
             off_reads,
             "reads",
             limit=0.0,
-            note=f"baseline: deltas off (delta_max_bytes=0): {off_split['snapshots_redis']:.0f} Redis "
-            f"+ {off_split['snapshots_nats']:.0f} NATS reads per change; deltas on: "
+            note=f"baseline: deltas off (delta_max_bytes=0): {off_split['snapshots_jetstream']:.0f} JetStream "
+            f"+ {off_split['snapshots_redis']:.0f} Redis + {off_split['snapshots_nats']:.0f} NATS reads per change; deltas on: "
             f"{on_split['patched']:.0f} patched per change",
             details={"deltas_on": on_split, "deltas_off": off_split, "redis": redis_url},
         )
