@@ -63,6 +63,7 @@ async def test_every_snapshot_is_in_jetstream_before_its_event(
             await until(lambda: ("clip", 2, 2) in seen or any(s[:2] == ("clip", 2) for s in seen), "event 2")
             index = await reader.get_index()
             assert index is not None and index.service_id == service.service_id
+            assert service.status().jetstream_connected is True
             held = [(c, s) for c in service.categories if (s := service.snapshot(c)) is not None]
             assert len(held) == len(index.categories) >= 10
             for category, snapshot in held:
@@ -135,6 +136,7 @@ async def test_without_jetstream_on_the_server_the_service_answers(tmp_path: Pat
             ):
                 assert fan.digest(CLIP) == service.snapshot(CLIP).digest  # type: ignore[union-attr]
                 assert fan.engine.stats["snapshots_jetstream"] == 0
+                assert service.status().jetstream_connected is False
                 assert fan.engine.stats["snapshots_nats"] == sum(
                     1 for c in service.categories if service.snapshot(c) is not None
                 )

@@ -165,6 +165,9 @@ class HealthReply(msgspec.Struct, frozen=True, kw_only=True, tag="health", tag_f
     redis_connected: bool | None
     """None when no Redis is configured."""
     embedded_nats: bool = False
+    jetstream_connected: bool | None = None
+    """Whether the snapshot bucket in JetStream answers; None when JetStream is off (or from a
+    service that does not report it)."""
 
 
 class Subjects(msgspec.Struct, frozen=True):

@@ -169,6 +169,7 @@ class Supervisor(StoreKeeping):
             actor_restarts={slot.category.value: slot.restarts for slot in self._slots.values()},
             nats_connected=self._link is not None and self._link.connected,
             redis_connected=self._redis_ok if self._store is not None else None,
+            jetstream_connected=self._jetstream_ok if self._jetstream is not None else None,
             embedded_nats=self._embedded is not None,
         )
 
