@@ -3,11 +3,13 @@ heartbeats, an emptied Redis, a hung Redis (SIGSTOP of a redis-server of the tes
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -198,3 +200,79 @@ async def _until_async(condition: object, what: str, timeout: float = 30) -> Non
     while not await condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await anyio.sleep(0.05)
+
+
+class _Children:
+    """Consumer processes (tests/fleet_child.py), each holding several consumers."""
+
+    def __init__(self, nats_url: str, prefix: str, redis_url: str, processes: int, per_process: int) -> None:
+        script = Path(__file__).resolve().parent / "fleet_child.py"
+        env = {**os.environ, "HORDE_MODEL_REFERENCE_LOG_LEVEL": "ERROR"}
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, str(script), nats_url, prefix, redis_url, str(per_process), "nojs"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                env=env,
+            )
+            for _ in range(processes)
+        ]
+        for proc in self.procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+
+    def histories(self, category: str) -> list[list[int]]:
+        result: list[list[int]] = []
+        for proc in self.procs:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(f"history {category}\n")
+            proc.stdin.flush()
+            result.extend(json.loads(proc.stdout.readline()))
+        return result
+
+    def close(self) -> None:
+        for proc in self.procs:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+async def test_a_stopped_consumer_process_never_moves_back_with_a_stale_redis(
+    golden_base: Path,
+    nats_url: str,
+    subject_prefix: str,
+    own_redis: tuple[str, subprocess.Popen[bytes]],
+    drop_buckets: None,
+) -> None:
+    """The issue's reproduction: Redis stops taking writes (maxmemory 1), one of two consumer
+    processes is stopped while three versions are written 1.5 s apart, then continued."""
+    url, _ = own_redis
+    clip = golden_base / "clip.json"
+    original = clip.read_bytes()
+    async with running_service(
+        golden_base, nats_url=nats_url, subject_prefix=subject_prefix, redis_url=url, heartbeat_interval=0.3
+    ) as service:
+        children = await anyio.to_thread.run_sync(_Children, nats_url, subject_prefix, url, 2, 10)
+        try:
+            client = Redis.from_url(url)
+            await client.config_set("maxmemory", 1)
+            await client.config_set("maxmemory-policy", "noeviction")
+            await client.aclose()
+            os.kill(children.procs[0].pid, signal.SIGSTOP)
+            for step in range(3):
+                revision = service.revision(CLIP)
+                clip.write_bytes(original.replace(b"ViT", f"ViT-{step}".encode()))
+                await until(lambda revision=revision: service.revision(CLIP) > revision, f"version {step}")
+                await anyio.sleep(1.5)
+            os.kill(children.procs[0].pid, signal.SIGCONT)
+            final = service.revision(CLIP)
+
+            def reached() -> bool:
+                return all(h and h[-1] == final for h in children.histories("clip"))
+
+            await until(reached, "every consumer at the last revision", timeout=60)
+            for history in children.histories("clip"):
+                assert history == sorted(history), history
+        finally:
+            await anyio.to_thread.run_sync(children.close)
