@@ -29,7 +29,7 @@ from horde_model_reference.bus.snapshot_store import RedisSnapshotStore, StoredS
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
-pytest_plugins = ["fleet_harness"]
+pytest_plugins = ["fleet_fixtures"]
 
 CLIP = MODEL_REFERENCE_CATEGORY.clip
 

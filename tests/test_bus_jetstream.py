@@ -32,7 +32,7 @@ from horde_model_reference.supervisor import ServiceConfig, run_service
 from nats_process import NatsProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
-pytest_plugins = ["fleet_harness"]
+pytest_plugins = ["fleet_fixtures"]
 
 CLIP = MODEL_REFERENCE_CATEGORY.clip
 IMAGE = MODEL_REFERENCE_CATEGORY.image_generation
