@@ -18,6 +18,7 @@ from bus_harness import running_service
 from fleet_harness import follower, options, until
 from horde_model_reference.backends.filesystem import FileSystemBackend
 from horde_model_reference.bus.events import (
+    CategoryChanged,
     NotModified,
     Snapshot,
     SnapshotRequest,
@@ -48,6 +49,7 @@ async def test_every_snapshot_is_in_jetstream_before_its_event(
 
     async def on_change(msg: object) -> None:
         event = decode_event(msg.data)  # type: ignore[attr-defined]
+        assert isinstance(event, CategoryChanged)
         index = await reader.get_index()
         meta = index.categories.get(event.category) if index is not None else None
         seen.append((event.category, event.revision, meta.revision if meta else None))

@@ -90,7 +90,7 @@ async def test_the_public_identity_reads_snapshots_and_follows_but_cannot_publis
                 snapshot_requests=False,
             )
             async with follower(public) as fan:
-                assert fan.digest(CLIP) == service.snapshot(CLIP).digest  # type: ignore[union-attr]
+                assert fan.digest(CLIP) == service.snapshot(CLIP).digest
                 assert fan.engine.stats["snapshots_jetstream"] >= 10
                 assert fan.engine.stats["snapshots_nats"] == 0
                 before = fan.revision(CLIP) or 0
