@@ -10,7 +10,16 @@ import pytest
 
 from horde_model_reference import SettingsError, load_settings
 from horde_model_reference.bus.connection import jittered
-from horde_model_reference.bus.events import ErrorReply, NotModified, Snapshot, SnapshotRequest, decode_event
+from horde_model_reference.bus.events import (
+    ErrorReply,
+    NotModified,
+    Snapshot,
+    SnapshotRequest,
+    Subjects,
+    decode_event,
+    encode_event,
+)
+from horde_model_reference.bus.jetstream_sources import SnapshotSources
 from horde_model_reference.bus.jetstream_store import bucket_name
 from horde_model_reference.bus.snapshot_store import CircuitBreaker
 from horde_model_reference.catalog import DecodedCatalog
@@ -123,3 +132,48 @@ def test_the_responder_answers_not_modified_sheds_expired_and_encodes_once() -> 
     assert isinstance(behind, ErrorReply) and behind.error == "behind"
     assert responder.stats["expired"] == 1 and responder.stats["not_modified"] == 1
     assert responder.stats["snapshots"] == 3 and responder.stats["errors"] == 2
+
+
+class _FakeNats:
+    """Records the snapshot requests; answers NotModified."""
+
+    is_connected = True
+
+    def __init__(self) -> None:
+        self.requests: list[SnapshotRequest] = []
+
+    async def request(self, subject: str, payload: bytes, timeout: float) -> _Msg:
+        self.requests.append(msgspec.json.decode(payload, type=SnapshotRequest))
+        reply = NotModified(category="clip", revision=3, digest="d" * 64, service_id="s")
+        return _Msg(subject="_INBOX.x", data=encode_event(reply))
+
+
+@pytest.mark.anyio
+async def test_a_request_carries_a_deadline_only_once_the_service_clock_is_known() -> None:
+    stats = {
+        k: 0
+        for k in (
+            "snapshots_jetstream",
+            "snapshots_redis",
+            "snapshots_nats",
+            "not_modified",
+            "snapshot_bytes",
+        )
+    }
+    sources = SnapshotSources(
+        Subjects("hmr.v1"),
+        request_timeout=2.0,
+        jetstream=False,
+        redis=None,
+        breaker_seconds=30.0,
+        stats=stats,
+    )
+    nc = _FakeNats()
+    sources.attach(nc)  # type: ignore[arg-type]
+    found = await sources.fetch("clip", min_revision=0, held=(3, "d" * 64))
+    assert found is not None and found.snapshot is None and stats["not_modified"] == 1
+    sources.clock_offset = -100.0  # the service's clock is 100 s behind ours
+    await sources.fetch("clip", min_revision=0, held=(3, "d" * 64))
+    first, second = nc.requests
+    assert first.deadline == 0.0 and (first.held_revision, first.held_digest) == (3, "d" * 64)
+    assert abs(second.deadline - (time.time() - 100 + 2.0)) < 5

@@ -85,7 +85,7 @@ class SnapshotSources:
         self._in_pass = False
         self._js_breaker = CircuitBreaker("jetstream", breaker_seconds)
         self._redis_breaker = CircuitBreaker("redis", breaker_seconds)
-        self.clock_offset = 0.0
+        self.clock_offset: float | None = None
         """The service's clock minus ours (from heartbeats): request deadlines are in its time."""
 
     def attach(self, nc: NatsClient | None) -> None:
@@ -233,7 +233,9 @@ class SnapshotSources:
             min_revision=min_revision,
             held_revision=held[0] if held else 0,
             held_digest=held[1] if held else None,
-            deadline=time.time() + self.clock_offset + self._timeout,
+            # Only once a heartbeat told the service's clock: a skewed clock must not get every
+            # request dropped as expired.
+            deadline=0.0 if self.clock_offset is None else time.time() + self.clock_offset + self._timeout,
         )
         try:
             reply = await nc.request(
