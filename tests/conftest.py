@@ -8,6 +8,7 @@ with the reason.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import queue
 import re
@@ -29,6 +30,7 @@ from horde_model_reference.bus.embedded import EmbeddedNatsServer, free_port
 from horde_model_reference.categories import get_category_descriptor
 from horde_model_reference.fileio import atomic_write_bytes
 from horde_model_reference.legacy import convert_legacy_directory
+from jetstream_cleanup import TEST_PREFIX_ROOT, drop_snapshot_streams
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "model-reference"
@@ -184,6 +186,14 @@ def shared_data() -> Path:
 
 
 @pytest.fixture
+def golden_base(tmp_path: Path, shared_data: Path) -> Path:
+    """A primary's base path holding the real golden catalogs."""
+    target = tmp_path / "primary"
+    shutil.copytree(shared_data / "golden-v2", target)
+    return target
+
+
+@pytest.fixture
 def catalog_dir(tmp_path: Path, shared_data: Path) -> Path:
     """A temporary copy of the real golden-v2 catalogs."""
     base = tmp_path / "catalogs"
@@ -232,6 +242,7 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield env
         return
     if _port_open("127.0.0.1", 4222):
+        drop_snapshot_streams("nats://127.0.0.1:4222", stale_after=dt.timedelta(hours=1))
         yield "nats://127.0.0.1:4222"
         return
     try:
@@ -286,6 +297,9 @@ def redis_prefix() -> str:
 
 
 @pytest.fixture
-def subject_prefix() -> str:
-    """A NATS subject prefix unique to the test."""
-    return f"hmrtest.{uuid.uuid4().hex[:10]}"
+def subject_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A NATS subject prefix unique to the test; its snapshot buckets are deleted afterwards."""
+    prefix = f"{TEST_PREFIX_ROOT}.{uuid.uuid4().hex[:10]}"
+    yield prefix
+    if "nats_url" in request.fixturenames:
+        drop_snapshot_streams(request.getfixturevalue("nats_url"), (prefix,))

@@ -1,6 +1,6 @@
 """Helpers for fleet tests (JetStream snapshots, herd control): a configurable consumer, polling.
 
-The fixtures are in `fleet_fixtures.py` (a plugin: `pytest_plugins = ["fleet_fixtures"]`)."""
+Their fixtures (`golden_base`, and the snapshot buckets dropped with `subject_prefix`) are in conftest."""
 
 from __future__ import annotations
 

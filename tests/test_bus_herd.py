@@ -29,7 +29,6 @@ from horde_model_reference.bus.snapshot_store import RedisSnapshotStore, StoredS
 from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
-pytest_plugins = ["fleet_fixtures"]
 
 CLIP = MODEL_REFERENCE_CATEGORY.clip
 
@@ -65,7 +64,6 @@ async def test_a_heartbeat_older_than_an_applied_event_does_not_send_the_consume
     subject_prefix: str,
     redis_url: str,
     redis_prefix: str,
-    drop_buckets: None,
 ) -> None:
     async with (
         running_service(
@@ -123,7 +121,6 @@ async def test_an_emptied_redis_is_refilled(
     nats_url: str,
     subject_prefix: str,
     own_redis: tuple[str, subprocess.Popen[bytes]],
-    drop_buckets: None,
 ) -> None:
     url, _ = own_redis
     store = RedisSnapshotStore(url)
@@ -152,7 +149,6 @@ async def test_a_hung_redis_neither_holds_back_publishes_nor_stalls_consumers(
     nats_url: str,
     subject_prefix: str,
     own_redis: tuple[str, subprocess.Popen[bytes]],
-    drop_buckets: None,
 ) -> None:
     url, process = own_redis
     async with (
@@ -243,7 +239,6 @@ async def test_a_stopped_consumer_process_never_moves_back_with_a_stale_redis(
     nats_url: str,
     subject_prefix: str,
     own_redis: tuple[str, subprocess.Popen[bytes]],
-    drop_buckets: None,
 ) -> None:
     """The issue's reproduction: Redis stops taking writes (maxmemory 1), one of two consumer
     processes is stopped while three versions are written 1.5 s apart, then continued."""

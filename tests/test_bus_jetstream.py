@@ -33,7 +33,6 @@ from horde_model_reference.supervisor import ServiceConfig, run_service
 from nats_process import NatsProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
-pytest_plugins = ["fleet_fixtures"]
 
 CLIP = MODEL_REFERENCE_CATEGORY.clip
 IMAGE = MODEL_REFERENCE_CATEGORY.image_generation
@@ -41,7 +40,7 @@ TEXT = MODEL_REFERENCE_CATEGORY.text_generation
 
 
 async def test_every_snapshot_is_in_jetstream_before_its_event(
-    golden_base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
+    golden_base: Path, nats_url: str, subject_prefix: str
 ) -> None:
     nc: Client = await nats.connect(nats_url)
     reader = JetStreamSnapshotStore(nc, subject_prefix=subject_prefix)
@@ -79,7 +78,7 @@ async def test_every_snapshot_is_in_jetstream_before_its_event(
 
 
 async def test_a_consumer_syncs_from_jetstream_with_no_service_running(
-    golden_base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
+    golden_base: Path, nats_url: str, subject_prefix: str
 ) -> None:
     async with running_service(golden_base, nats_url=nats_url, subject_prefix=subject_prefix) as service:
         expected = {c.value: s for c in service.categories if (s := service.snapshot(c)) is not None}
@@ -146,7 +145,7 @@ async def test_without_jetstream_on_the_server_the_service_answers(tmp_path: Pat
 
 
 async def test_a_consumer_with_jetstream_off_uses_the_service(
-    golden_base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
+    golden_base: Path, nats_url: str, subject_prefix: str
 ) -> None:
     async with (
         running_service(golden_base, nats_url=nats_url, subject_prefix=subject_prefix) as service,
@@ -157,7 +156,7 @@ async def test_a_consumer_with_jetstream_off_uses_the_service(
 
 
 async def test_snapshot_requests_are_conditional_and_shed_after_their_deadline(
-    golden_base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
+    golden_base: Path, nats_url: str, subject_prefix: str
 ) -> None:
     nc = await nats.connect(nats_url)
     subject = f"{subject_prefix}.snapshot.clip"
@@ -191,7 +190,7 @@ async def ask_expired(nc: Client, subject: str) -> None:
 
 
 async def test_a_hand_edit_is_seen_through_file_events_not_the_poll(
-    tmp_path: Path, golden_base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
+    tmp_path: Path, golden_base: Path, nats_url: str, subject_prefix: str
 ) -> None:
     config = ServiceConfig(
         data_dir=str(tmp_path / "data"),
@@ -219,7 +218,7 @@ async def test_a_hand_edit_is_seen_through_file_events_not_the_poll(
 
 
 async def test_a_malformed_index_costs_consumers_nothing_and_is_rewritten(
-    golden_base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
+    golden_base: Path, nats_url: str, subject_prefix: str
 ) -> None:
     nc = await nats.connect(nats_url)
     bucket = bucket_name(subject_prefix)
@@ -249,7 +248,7 @@ async def test_a_malformed_index_costs_consumers_nothing_and_is_rewritten(
 
 
 async def test_a_bucket_created_with_another_configuration_is_updated(
-    golden_base: Path, nats_url: str, subject_prefix: str, drop_buckets: None
+    golden_base: Path, nats_url: str, subject_prefix: str
 ) -> None:
     nc = await nats.connect(nats_url)
     try:

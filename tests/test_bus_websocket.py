@@ -21,7 +21,6 @@ from horde_model_reference.supervisor import ServiceConfig, run_service
 from nats_process import NatsProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
-pytest_plugins = ["fleet_fixtures"]
 
 CLIP = MODEL_REFERENCE_CATEGORY.clip
 REPO = Path(__file__).resolve().parent.parent
