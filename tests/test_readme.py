@@ -40,11 +40,13 @@ def _blocks(title: str, language: str = "sh") -> list[str]:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    """The user's environment: no project settings, and this virtualenv not on PATH."""
+    """The user's environment: no project settings, this virtualenv not on PATH, and not inside a
+    `make` (as under `make test`, whose MAKELEVEL would make `make` print its directory)."""
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("HORDE_MODEL_REFERENCE_", "HMR_TEST_", "VIRTUAL_ENV"))
+        and key not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")
     }
     venv_bin = str(VENV / "bin")
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p and p != venv_bin)
@@ -236,7 +238,7 @@ def test_write_walk_through_as_typed_twice(checkout: Path) -> None:
 
 
 def test_makefile_help_setup_and_bench_as_the_readme_says() -> None:
-    help_text = run_group(["make", "help"], cwd=REPO_ROOT, timeout=60)
+    help_text = run_group(["make", "help"], cwd=REPO_ROOT, env=_env(), timeout=60)
     assert help_text.returncode == 0
     for target in ("setup", "run", "test", "lint", "bench", "contracts", "clean"):
         assert re.search(rf"^  {target}\s+\S", help_text.stdout, flags=re.MULTILINE), help_text.stdout
@@ -244,7 +246,10 @@ def test_makefile_help_setup_and_bench_as_the_readme_says() -> None:
     setup_recipe = makefile[makefile.index("$(STAMP): pyproject.toml") : makefile.index("\nsetup:")]
     assert "--quiet" not in setup_recipe
     dry = run_group(
-        ["make", "-n", "-o", ".venv/.installed", "bench", "ARGS=--quick --no-ref"], cwd=REPO_ROOT, timeout=60
+        ["make", "-n", "-o", ".venv/.installed", "bench", "ARGS=--quick --no-ref"],
+        cwd=REPO_ROOT,
+        env=_env(),
+        timeout=60,
     )
     assert dry.stdout.strip().endswith("bench/run.py --quick --no-ref"), dry.stdout
     assert "bench/run.py --help" in (REPO_ROOT / "README.md").read_text()
