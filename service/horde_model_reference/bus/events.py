@@ -94,6 +94,8 @@ class NotModified(msgspec.Struct, frozen=True, kw_only=True, tag="not_modified",
     revision: int
     digest: str
     service_id: str = ""
+    signature: str | None = None
+    """The service's signature over category, revision and digest, as on a `Snapshot`."""
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True, tag="snapshot", tag_field="type"):

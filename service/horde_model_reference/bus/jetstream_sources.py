@@ -134,6 +134,22 @@ class SnapshotSources:
             return False
         return found.snapshot is None or self._accept is None or self._accept(found.snapshot, found.source)
 
+    def _check_not_modified(
+        self, category: str, answer: NotModified, min_revision: int, held: Held | None
+    ) -> None:
+        """A `NotModified` must name what is held, at least `min_revision`, and (with trusted keys) be
+        signed: a forged one must not hold a consumer back."""
+        if held is None or (answer.revision, answer.digest) != held or answer.revision < min_revision:
+            raise BackendError(
+                "bus",
+                category,
+                f"a not-modified reply for revision {answer.revision} does not match the one held"
+                f" ({held[0] if held else None}) or is below the one required ({min_revision})",
+            )
+        statement = StoredSnapshot(answer.category, answer.revision, answer.digest, b"", answer.signature)
+        if self._accept is not None and not self._accept(statement, "service"):
+            raise BackendError("bus", category, "a not-modified reply without an acceptable signature")
+
     # ------------------------------------------------------------------ JetStream
 
     async def _read_index(self) -> SnapshotIndex | None:
@@ -250,6 +266,7 @@ class SnapshotSources:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise BackendError("bus", category, f"undecodable snapshot reply: {exc}") from exc
         if isinstance(answer, NotModified):
+            self._check_not_modified(category, answer, min_revision, held)
             self._stats["not_modified"] += 1
             return Fetched(source="service", service_id=answer.service_id)
         if isinstance(answer, ErrorReply):

@@ -141,7 +141,11 @@ def snapshot_reply(
     if request.held_digest == slot.digest and request.held_revision == slot.revision:
         return encode_event(
             NotModified(
-                category=category.value, revision=slot.revision, digest=slot.digest, service_id=service_id
+                category=category.value,
+                revision=slot.revision,
+                digest=slot.digest,
+                service_id=service_id,
+                signature=sign_snapshot(signer, category.value, slot.revision, slot.digest),
             )
         )
     cached = cache.get(category.value) if cache is not None else None
