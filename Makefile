@@ -36,8 +36,8 @@ test-fast: $(STAMP) ## the tests not marked slow
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP) ## ruff and mypy
-	$(VENV)/bin/ruff check service tests bench
-	$(VENV)/bin/ruff format --check service tests bench
+	$(VENV)/bin/ruff check --no-cache service tests bench
+	$(VENV)/bin/ruff format --no-cache --check service tests bench
 	$(VENV)/bin/mypy
 
 bench: $(STAMP) ## the benchmarks; options in ARGS="..." (bench/run.py --help)

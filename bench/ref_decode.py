@@ -17,11 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from horde_model_reference.model_reference_records import MODEL_RECORD_TYPE_LOOKUP, GenericModelRecord
 from pydantic import TypeAdapter
 
 from _probe import measure_retained, serve, time_calls
 from horde_model_reference import MODEL_REFERENCE_CATEGORY
+from horde_model_reference.model_reference_records import MODEL_RECORD_TYPE_LOOKUP, GenericModelRecord
 
 STRATEGIES = ("validate_json", "manager")
 _decoders: dict[str, dict[str, Callable[[], object]]] = {}

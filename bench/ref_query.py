@@ -14,11 +14,10 @@ import asyncio
 import time
 from typing import Any
 
-from horde_model_reference.model_reference_manager import ModelReferenceManager, PrefetchStrategy
-from horde_model_reference.model_reference_records import GenericModelRecord
-
 from _probe import serve, time_calls
 from horde_model_reference import MODEL_REFERENCE_CATEGORY
+from horde_model_reference.model_reference_manager import ModelReferenceManager, PrefetchStrategy
+from horde_model_reference.model_reference_records import GenericModelRecord
 from horde_model_reference.providers import ModelProvider
 
 STRATEGIES = ("query",)

@@ -254,7 +254,9 @@ def _rebuild_baselines() -> None:
 
 def get_all_registered_baselines() -> dict[KNOWN_IMAGE_GENERATION_BASELINE | str, BaselineDescriptor]:
     """A copy of the baseline registry (listed and registered baselines)."""
-    return {KNOWN_IMAGE_GENERATION_BASELINE.of(k): v for k, v in _registries.all_baseline_descriptors().items()}
+    return {
+        KNOWN_IMAGE_GENERATION_BASELINE.of(k): v for k, v in _registries.all_baseline_descriptors().items()
+    }
 
 
 def register_image_baseline(
