@@ -276,7 +276,10 @@ async def test_server_down_with_a_good_disk_copy_starts_offline(upstream: Upstre
             elapsed = time.monotonic() - started
             assert offline is not None and offline.data == good.data
             assert elapsed < 0.5
-            await asyncio.sleep(0.3)  # the background refresh fails (server down) and keeps the copy
+            deadline = time.monotonic() + 30  # the background refresh fails (server down) and keeps the copy
+            while not any(e["event"] == "remote_request_failed" for e in logs):
+                assert time.monotonic() < deadline, "the background refresh never ran"
+                await asyncio.sleep(0.02)
             again = await backend.fetch_category(C.image_generation)
             assert again is not None and again.data == good.data
     finally:
