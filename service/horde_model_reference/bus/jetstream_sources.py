@@ -185,9 +185,11 @@ class SnapshotSources:
             if held == state:
                 self._stats["not_modified"] += 1
                 return Fetched(source="jetstream", service_id=index.service_id)
-            assert self._jetstream is not None
+            store = self._jetstream
+            if store is None:  # the client closed for good while the index was read
+                return None
             try:
-                data = await self._jetstream.get_body(category, meta)
+                data = await store.get_body(category, meta)
             except BackendError as exc:
                 self._js_breaker.failed(str(exc))
                 return None
@@ -265,12 +267,16 @@ class SnapshotSources:
             answer = decode_event(reply.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise BackendError("bus", category, f"undecodable snapshot reply: {exc}") from exc
+        if isinstance(answer, NotModified | Snapshot) and answer.category != category:
+            raise BackendError(
+                "bus", category, f"a snapshot reply for another category ({answer.category!r})"
+            )
         if isinstance(answer, NotModified):
             self._check_not_modified(category, answer, min_revision, held)
             self._stats["not_modified"] += 1
             return Fetched(source="service", service_id=answer.service_id)
         if isinstance(answer, ErrorReply):
-            if answer.error in ("not_loaded", "unknown_category"):
+            if answer.error in ("not_loaded", "unknown_category") and min_revision == 0:
                 return None
             raise BackendError("bus", category, f"{answer.error}: {answer.message}")
         if not isinstance(answer, Snapshot):

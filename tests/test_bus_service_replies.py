@@ -1,6 +1,8 @@
-"""A `NotModified` reply is believed only when it names what the consumer holds, at least the revision
-it asked for, and (with trusted keys) carries the service's signature: a forged one on a real NATS
-server must not hold a consumer back on old data."""
+"""The service's snapshot replies are checked before they are believed: a `NotModified` only when it
+names what the consumer holds, at least the revision it asked for, and (with trusted keys) carries
+the service's signature; a reply for another category never; "not loaded" is a failure when an
+event announced a revision. A forged responder on a real NATS server must not hold a consumer back
+on old data, nor install one category's data as another's."""
 
 from __future__ import annotations
 
@@ -12,7 +14,14 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
-from horde_model_reference.bus.events import NotModified, SnapshotRequest, Subjects, encode_event
+from horde_model_reference.bus.events import (
+    ErrorReply,
+    Event,
+    NotModified,
+    SnapshotRequest,
+    Subjects,
+    encode_event,
+)
 from horde_model_reference.bus.jetstream_sources import Fetched, SnapshotSources
 from horde_model_reference.bus.signing import (
     generate_private_key_pem,
@@ -29,7 +38,7 @@ PEM = generate_private_key_pem()
 SIGNER = load_signer(key_pem=PEM.decode())
 HELD = (3, "d" * 64)
 
-Answer = Callable[[SnapshotRequest], NotModified]
+Answer = Callable[[SnapshotRequest], Event]
 
 
 @asynccontextmanager
@@ -67,13 +76,19 @@ def not_modified(revision: int, digest: str, *, signed: bool = False) -> NotModi
     return NotModified(category="clip", revision=revision, digest=digest, signature=signature)
 
 
-async def fetch(
+async def fetch_or_none(
     nats_url: str, subjects: Subjects, answer: Answer, *, min_revision: int, **kw: object
-) -> Fetched:
+) -> Fetched | None:
     chain = sources(subjects, **kw)  # type: ignore[arg-type]
     async with answering(nats_url, subjects, answer) as nc:
         chain.attach(nc)
-        found = await chain.fetch("clip", min_revision=min_revision, held=HELD)
+        return await chain.fetch("clip", min_revision=min_revision, held=HELD)
+
+
+async def fetch(
+    nats_url: str, subjects: Subjects, answer: Answer, *, min_revision: int, **kw: object
+) -> Fetched:
+    found = await fetch_or_none(nats_url, subjects, answer, min_revision=min_revision, **kw)
     assert found is not None
     return found
 
@@ -115,3 +130,18 @@ async def test_with_trusted_keys_only_a_signed_not_modified_is_believed(
         nats_url, subjects, lambda _: not_modified(*HELD, signed=True), min_revision=0, trusted=keys
     )
     assert found.snapshot is None
+
+
+async def test_a_reply_for_another_category_is_a_failure(nats_url: str, subject_prefix: str) -> None:
+    subjects = Subjects(subject_prefix)
+    other = NotModified(category="lora", revision=HELD[0], digest=HELD[1])
+    with pytest.raises(BackendError, match="another category"):
+        await fetch(nats_url, subjects, lambda _: other, min_revision=0)
+
+
+async def test_not_loaded_fails_a_fetch_an_event_announced(nats_url: str, subject_prefix: str) -> None:
+    subjects = Subjects(subject_prefix)
+    not_loaded = ErrorReply(error="not_loaded", message="category 'clip' is not loaded yet", category="clip")
+    assert await fetch_or_none(nats_url, subjects, lambda _: not_loaded, min_revision=0) is None
+    with pytest.raises(BackendError, match="not_loaded"):
+        await fetch_or_none(nats_url, subjects, lambda _: not_loaded, min_revision=4)
