@@ -138,6 +138,26 @@ async def test_slow_and_silent_clients_are_timed_out(base: Path, nats_url: str, 
         assert b" 408 " in answer
 
 
+async def test_a_body_dribbled_after_the_answer_does_not_hold_the_connection(
+    base: Path, nats_url: str, subject_prefix: str
+) -> None:
+    async with (
+        served(base, nats_url, subject_prefix) as endpoint,
+        await anyio.connect_tcp(endpoint.host, endpoint.port) as stream,
+    ):
+        await stream.send(b"GET /api/heartbeat HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        first = b""
+        with anyio.fail_after(DEADLINE):
+            while b"\r\n\r\n" not in first:
+                first += await stream.receive()
+        assert status_of(first) == 200
+        try:
+            await stream.send(b"x")
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass  # already closed: what this test wants
+        await read_all(stream)  # returns only once the server closed the connection
+
+
 async def test_the_key_is_checked_before_the_body_is_read(
     base: Path, nats_url: str, subject_prefix: str
 ) -> None:

@@ -7,7 +7,9 @@ them; uvicorn's keep-alive timer only runs after a response. `bounded_protocol(s
   parsed, and per read while the head is incomplete: one header sent without end is stopped too)
   and `max_headers` fields: past either, 431;
 - the head received within `head_timeout` seconds of the connection (or of the first byte after
-  a response): else 408. A connection that sends nothing, or trickles a header, is closed.
+  a response): else 408. A connection that sends nothing, or trickles a header, is closed;
+- a request answered before its body arrived (a read route, a refused key) closes the
+  connection after the answer, so a body dribbled a byte at a time cannot hold it open.
 
 A refused request gets a short plain-text answer with `Connection: close`, then the connection
 is closed; the app never sees it.
@@ -91,6 +93,17 @@ class _BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head, self._head_bytes, self._head_fields, self._parsed_bytes = True, 0, 0, 0
+
+    def on_response_complete(self) -> None:
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not self.transport.is_closing():
+            # Answered before its body arrived (a read route, a refused key): a client still
+            # sending it could keep the connection open for ever, one byte at a time. Close it.
+            _log.info("http_unread_body_closed", client=str(self.client))
+            self.server_state.total_requests += 1
+            self.transport.close()
+            return
+        super().on_response_complete()
 
     def send_400_response(self, msg: str) -> None:
         if self._refusal is not None:  # the parser stopped at our callback's exception
