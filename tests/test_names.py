@@ -123,3 +123,14 @@ def test_a_prefixed_lookup_finds_the_record_it_prefixes(tmp_path: Path) -> None:
     record = manager.get_model(TEXT, "koboldcpp/org/x")
     assert record.name == "org/x" and record.description is None
     assert manager.get_model(TEXT, "org/x") is record
+
+
+def test_a_deprecated_key_and_its_name_find_each_other(tmp_path: Path, manager_reset: None) -> None:
+    record = {"record_type": "controlnet", "name": "control_qr_xl", "style": "sdxl"}
+    (tmp_path / "controlnet.json").write_text(json.dumps({"control_qr_sdxl": record}))
+    controlnet = MODEL_REFERENCE_CATEGORY.controlnet
+    assert name_candidates(controlnet, "control_qr_xl") == ("control_qr_xl", "control_qr_sdxl")
+    assert name_candidates(controlnet, "control_qr_sdxl") == ("control_qr_xl", "control_qr_sdxl")
+    manager = counting_manager(tmp_path)
+    found = manager.get_model(controlnet, "control_qr_xl")
+    assert found is manager.get_model(controlnet, "control_qr_sdxl") and found.name == "control_qr_xl"

@@ -117,15 +117,29 @@ def backend_prefix_of(name: str) -> str | None:
     return next(p for p in TEXT_BACKEND_PREFIXES if head.startswith(p))
 
 
+_ALIASES: dict[str, dict[str, str]] = {
+    MODEL_REFERENCE_CATEGORY.controlnet: {"control_qr_sdxl": "control_qr_xl"},
+}
+"""Per category, deprecated catalog keys and the name they stand for: the real controlnet catalog
+keeps `control_qr_xl` under the key `control_qr_sdxl`, and either name finds it (as upstream)."""
+
+
 def name_candidates(category: str | MODEL_REFERENCE_CATEGORY, name: str) -> tuple[str, ...]:
     """The catalog keys `name` may stand for, in order.
 
     For text, `koboldcpp/x` (any backend prefix) means the record `x` first, then a record keyed
     `koboldcpp/x` itself, so a record named with a backend prefix can never shadow the one it
-    prefixes (catalog decoding also skips such records, and writes refuse them).
+    prefixes (catalog decoding also skips such records, and writes refuse them). A deprecated
+    key and the name it stands for find each other (canonical name first).
     """
     if category == MODEL_REFERENCE_CATEGORY.text_generation:
         bare = _without_backend_prefix(name)
         if bare is not name:
             return (bare, name)
+    aliases = _ALIASES.get(category)
+    if aliases:
+        canonical = aliases.get(name, name)
+        others = [alias for alias, target in aliases.items() if target == canonical and alias != name]
+        if canonical != name or others:
+            return tuple(dict.fromkeys((canonical, *others, name)))
     return (name,)
