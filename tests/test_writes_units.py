@@ -27,6 +27,7 @@ from horde_model_reference.records import (
     LoraModelRecord,
     register_record_type,
 )
+from horde_model_reference.writes import auth as auth_module
 from horde_model_reference.writes.audit import AuditFilter, AuditTrail, encode_raw_catalog
 from horde_model_reference.writes.auth import Authorizer, key_hash
 from horde_model_reference.writes.contracts import (
@@ -251,6 +252,20 @@ async def test_keys_verified_with_a_local_fake_of_find_user(fake_horde: str) -> 
         assert _FindUser.calls == calls, "answers are cached"
     text = json.dumps(logs)
     assert "horde-key" not in text and "stranger-key" not in text and "horde:333" in text
+
+
+@pytest.mark.anyio
+async def test_random_keys_cannot_grow_the_key_cache(
+    fake_horde: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth_module, "_MAX_CACHED", 8)
+    auth = Authorizer(WriteSettings(horde_api_url=fake_horde, approver_ids="1", requester_ids="22"))
+    for n in range(30):
+        with pytest.raises(UnauthorizedError):
+            await auth.authenticate(f"random-key-{n}", role=Role.requester, command="propose")
+    assert len(auth._cache) <= 8
+    bob = await auth.authenticate("requester-horde-key", role=Role.requester, command="propose")
+    assert bob.actor == "horde:22"
 
 
 @pytest.mark.anyio

@@ -25,6 +25,8 @@ __all__ = ["Authorizer", "Principal", "key_hash"]
 _log = get_logger(__name__)
 _SHA_PREFIX = "sha256:"
 _MAX_KEY_LENGTH = 1024
+_MAX_CACHED = 4096
+"""Keys whose AI-Horde answer is cached at once."""
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
@@ -116,8 +118,18 @@ class Authorizer:
             principal = Principal(actor=f"horde:{user_id}", roles=_REQUESTER_ROLES)
         elif user_id is not None:
             _log.info("write_auth_user_not_allowlisted", user=f"horde:{user_id}")
-        self._cache[digest] = (now + self._settings.horde_cache_seconds, principal)
+        self._remember(digest, (now + self._settings.horde_cache_seconds, principal), now)
         return principal
+
+    def _remember(self, digest: str, entry: tuple[float, Principal | None], now: float) -> None:
+        """Cache a key's answer; at `_MAX_CACHED` keys, expired ones go, then the oldest (random keys
+        sent by outsiders cannot grow the cache without bound)."""
+        if len(self._cache) >= _MAX_CACHED:
+            for key in [key for key, (expires, _) in self._cache.items() if expires <= now]:
+                del self._cache[key]
+            while len(self._cache) >= _MAX_CACHED:
+                del self._cache[next(iter(self._cache))]
+        self._cache[digest] = entry
 
     async def _find_user(self, api_key: str) -> str | None:
         """The AI-Horde user id of `api_key`, or None when AI-Horde does not know the key."""

@@ -14,6 +14,7 @@ once, in one transaction, then renamed `queue.json.migrated`.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
@@ -268,7 +269,9 @@ class ChangeQueue:
                 raise
             raise QueueCorruptError(self.path, str(exc)) from None
         if legacy:  # after the commit: a crash before this rename imports nothing twice
-            self.legacy_path.rename(self.legacy_path.with_name("queue.json.migrated"))
+            # Another process that opened the queue at the same time may have renamed it first.
+            with contextlib.suppress(FileNotFoundError):
+                self.legacy_path.rename(self.legacy_path.with_name("queue.json.migrated"))
         self._db = db
         return db
 
