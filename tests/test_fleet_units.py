@@ -177,3 +177,15 @@ async def test_a_request_carries_a_deadline_only_once_the_service_clock_is_known
     first, second = nc.requests
     assert first.deadline == 0.0 and (first.held_revision, first.held_digest) == (3, "d" * 64)
     assert abs(second.deadline - (time.time() - 100 + 2.0)) < 5
+
+
+def test_a_late_heartbeat_does_not_shrink_the_service_clock_offset() -> None:
+    sources = SnapshotSources(
+        Subjects("hmr.v1"), request_timeout=2.0, jetstream=False, redis=None, breaker_seconds=30.0, stats={}
+    )
+    now = time.time()
+    sources.observe_clock("service-1", now + 5.0)
+    sources.observe_clock("service-1", now - 20.0)  # sent long ago, delivered now: a backlog
+    assert sources.clock_offset is not None and sources.clock_offset > 4.0
+    sources.observe_clock("service-2", now - 1.0)  # another service: its own clock
+    assert sources.clock_offset is not None and sources.clock_offset < 0

@@ -9,7 +9,6 @@ fetch is retried with exponential backoff and jitter.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -61,7 +60,7 @@ class ResyncMixin:
         over): then exactly the state it announces is installed, never older data from a store.
         """
         if self._sources is not None:
-            self._sources.clock_offset = heartbeat.sent_at - time.time()
+            self._sources.observe_clock(heartbeat.service_id, heartbeat.sent_at)
         for name, state in heartbeat.categories.items():
             held = self._cache.snapshots.get(name)
             expect: tuple[int, str, str] | None = None

@@ -87,6 +87,19 @@ class SnapshotSources:
         self._redis_breaker = CircuitBreaker("redis", breaker_seconds)
         self.clock_offset: float | None = None
         """The service's clock minus ours (from heartbeats): request deadlines are in its time."""
+        self._clock_service = ""
+
+    def observe_clock(self, service_id: str, sent_at: float) -> None:
+        """Learn the service's clock from a heartbeat it sent at `sent_at` (its time).
+
+        A heartbeat that arrives late only makes the offset look smaller, so the largest one seen
+        from the same service is kept: a backlog of late heartbeats cannot make every request's
+        deadline look expired to the service.
+        """
+        sample = sent_at - time.time()
+        if self.clock_offset is None or service_id != self._clock_service or sample > self.clock_offset:
+            self.clock_offset = sample
+            self._clock_service = service_id
 
     def attach(self, nc: NatsClient | None) -> None:
         """Use `nc` (None: disconnected for good)."""
