@@ -267,6 +267,23 @@ def test_a_signed_consumer_refuses_unsigned_snapshots_but_not_far_ahead_signed_o
     assert not trust.signature_ok(StoredSnapshot("clip", 2, digest, CATALOG), "redis")
 
 
+def test_made_up_categories_and_revisions_do_not_grow_the_trust_state() -> None:
+    trust = BusTrust()
+    trust.note(
+        Heartbeat(
+            service_id="s",
+            started_at=0,
+            sent_at=0,
+            categories={f"made-up-{n}": CategoryState(1, "d") for n in range(1000)},
+        )
+    )
+    assert not trust._announced and not trust._heartbeat
+    assert not trust.may_chase("made-up", 5)
+    for revision in range(10_000):
+        trust.may_chase("clip", 10**9 + revision)
+    assert len(trust._unserved) <= 256
+
+
 def test_an_unconfirmed_revision_is_chased_a_bounded_number_of_times() -> None:
     trust = BusTrust()
     assert all(trust.may_chase("clip", 10**9) for _ in range(MAX_UNSERVED_ATTEMPTS))

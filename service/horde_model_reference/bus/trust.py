@@ -25,6 +25,7 @@ from horde_model_reference.bus.events import CategoryChanged, Event, Heartbeat
 from horde_model_reference.bus.signing import SignatureError, Verifier
 from horde_model_reference.bus.snapshot_store import StoredSnapshot
 from horde_model_reference.catalog import catalog_digest
+from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY
 from horde_model_reference.errors import ModelReferenceError
 from horde_model_reference.logs import get_logger
 
@@ -44,6 +45,9 @@ MAX_UNSERVED_ATTEMPTS = 4
 """How often a revision no heartbeat confirmed is asked for again (with backoff) before giving up."""
 
 _log = get_logger(__name__)
+_CATEGORIES = frozenset(category.value for category in MODEL_REFERENCE_CATEGORY)
+_MAX_UNSERVED_KEYS = 256
+"""Revisions being chased at once (each forged event may claim a new one)."""
 _RAW_CATALOG = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _encode_name = msgspec.json.Encoder().encode
 _format = msgspec.json.format
@@ -126,13 +130,15 @@ class BusTrust:
         one unsigned snapshots may not run far ahead of.
         """
         if isinstance(event, CategoryChanged):
-            self._announced[event.category] = (event.revision, event.digest)
+            if event.category in _CATEGORIES:
+                self._announced[event.category] = (event.revision, event.digest)
         elif isinstance(event, Heartbeat):
             if self._replayed(event):
                 return False
             for name, state in event.categories.items():
-                self._announced[name] = (state.revision, state.digest)
-                self._heartbeat[name] = state.revision
+                if name in _CATEGORIES:  # names an outsider made up are not remembered
+                    self._announced[name] = (state.revision, state.digest)
+                    self._heartbeat[name] = state.revision
         return True
 
     def _replayed(self, heartbeat: Heartbeat) -> bool:
@@ -273,11 +279,15 @@ class BusTrust:
         """
         if revision <= self._heartbeat.get(category, 0):
             return True
+        if category not in _CATEGORIES:
+            return False
         key = (category, revision)
         count = self._unserved.get(key, 0) + 1
         if count > MAX_UNSERVED_ATTEMPTS:
             self.served(category)
             return False
+        if key not in self._unserved and len(self._unserved) >= _MAX_UNSERVED_KEYS:
+            del self._unserved[next(iter(self._unserved))]  # ever-new forged revisions: drop the oldest
         self._unserved[key] = count
         return True
 
