@@ -15,14 +15,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import anyio
-import httpx
 import msgspec
 
 from horde_model_reference.errors import ModelReferenceError
 from horde_model_reference.logs import get_logger
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "DEFAULT_HORDE_API_URL",
@@ -337,6 +339,8 @@ class HordeApiClient:
         raise HordeApiUnavailable(reason, retry_in=self.breaker.retry_in)
 
     async def _fetch(self, path: str, params: dict[str, str], kind: type[_T]) -> _T:
+        import httpx  # Only a manager that asks AI-Horde for popularity pays for the import.
+
         url = self.base_url + path
         self.counters.requests += 1
         response: httpx.Response | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 from anyio.abc import TaskStatus
@@ -19,8 +19,6 @@ from anyio.abc import TaskStatus
 from horde_model_reference._portal import get_portal, run_sync
 from horde_model_reference.backends.base import ModelReferenceBackend
 from horde_model_reference.backends.filesystem import LocalReadOnlyBackend
-from horde_model_reference.bus.connection import nats_auth_from_settings
-from horde_model_reference.bus.consumer import BusConsumer, BusOptions
 from horde_model_reference.cache import (
     ReferenceCache,
 )
@@ -37,6 +35,9 @@ from horde_model_reference.settings import (
     check_settings,
     load_settings,
 )
+
+if TYPE_CHECKING:
+    from horde_model_reference.bus.consumer import BusConsumer, BusOptions
 
 __all__ = ["ModelReferenceManager", "validate_model_name"]
 
@@ -172,10 +173,16 @@ class ModelReferenceManager(PopularityMixin, TypedAccessMixin, ReadApi):
         self._async_warm_pending = False
         self._bus: BusConsumer | None = None
         if self._nats_url:
+            from horde_model_reference.bus.consumer import BusConsumer
+
             self._bus = BusConsumer(self._cache, self._bus_options(), dispatch=self._dispatch_async)
         self._backend.add_invalidation_callback(self._on_backend_invalidation)
 
     def _bus_options(self) -> BusOptions:
+        # The bus (nats-py, aiohttp, redis) is imported only by managers that follow it.
+        from horde_model_reference.bus.connection import nats_auth_from_settings
+        from horde_model_reference.bus.consumer import BusOptions
+
         nats = self._settings.nats
         return BusOptions(
             nats_url=self._nats_url or "",

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
 
 from horde_model_reference._portal import get_portal, run_sync
 from horde_model_reference.backends.base import CategoryPayload, ModelReferenceBackend
-from horde_model_reference.bus.connection import redact_url
-from horde_model_reference.bus.consumer import BusConsumer
 from horde_model_reference.cache import (
     CategorySnapshot,
     ChangeCallback,
@@ -31,6 +30,10 @@ from horde_model_reference.categories import MODEL_REFERENCE_CATEGORY, canonical
 from horde_model_reference.errors import BackendError, BusNoDataError, CatalogDecodeError
 from horde_model_reference.logs import get_logger
 from horde_model_reference.records import GenericModelRecord
+from horde_model_reference.urls import redact_url
+
+if TYPE_CHECKING:
+    from horde_model_reference.bus.consumer import BusConsumer
 
 __all__ = ["ManagerCore"]
 

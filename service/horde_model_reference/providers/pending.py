@@ -14,10 +14,9 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Set
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import httpx
 import msgspec
 
 from horde_model_reference.catalog import decode_record
@@ -26,6 +25,9 @@ from horde_model_reference.errors import BackendError, RecordDecodeError
 from horde_model_reference.logs import get_logger
 from horde_model_reference.providers.base import ModelProvider
 from horde_model_reference.records import GenericModelRecord
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["PENDING_SOURCE_ID", "PendingModelProvider"]
 
@@ -107,6 +109,8 @@ class PendingModelProvider(ModelProvider):
         cached = None if force_refresh else self._fresh(cat)
         if cached is not None:
             return cached
+        import httpx  # Imported by the first fetch, not by every worker that imports the package.
+
         url = self._url_for(cat)
         reason = ""
         with httpx.Client(timeout=self._timeout) as client:
@@ -133,6 +137,8 @@ class PendingModelProvider(ModelProvider):
         cached = None if force_refresh else self._fresh(cat)
         if cached is not None:
             return cached
+        import httpx
+
         url = self._url_for(cat)
         reason = ""
         async with httpx.AsyncClient(timeout=self._timeout) as client:
