@@ -77,6 +77,8 @@ class DownloadRecord(msgspec.Struct, PydanticStyle, frozen=True, gc=False, kw_on
     file_name: str
     file_url: str
     sha256sum: str | None = None
+    content_hash: str | None = None
+    """The component's container-independent tensor-content hash (`weights.canonical` keys on it)."""
     file_purpose: str | None = None
     known_slow_download: bool | None = None
     size_bytes: int | None = None
@@ -88,6 +90,9 @@ class GenericModelRecordConfig(
     """The files that make up a model."""
 
     download: tuple[DownloadRecord, ...] = ()
+    embedded_component_hashes: dict[str, str] | None = None
+    """{component kind ("vae", "text_encoders"): content hash} of the components inside a single-file
+    checkpoint (split-file models put `content_hash` on each component download instead)."""
 
 
 class GenericModelRecordMetadata(
