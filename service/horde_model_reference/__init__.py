@@ -109,6 +109,15 @@ from horde_model_reference.settings import (
     check_settings,
     load_settings,
 )
+from horde_model_reference.weights.kinds import COMPONENT_PURPOSE_FOLDERS, component_relative_path
+from horde_model_reference.weights.layout import (
+    PresenceSummary,
+    file_paths_for,
+    free_bytes_for,
+    is_present,
+    presence_summary,
+    resolve_weights_root,
+)
 
 __all__ = [
     "DEFAULT_SHOWCASE_FOLDER_NAME",
@@ -195,6 +204,14 @@ __all__ = [
     "register_controlnet_style",
     "register_model_style",
     "register_text_backend",
+    "COMPONENT_PURPOSE_FOLDERS",
+    "PresenceSummary",
+    "component_relative_path",
+    "file_paths_for",
+    "free_bytes_for",
+    "is_present",
+    "presence_summary",
+    "resolve_weights_root",
 ]
 
 

@@ -1,7 +1,7 @@
-"""Upstream module path `horde_model_reference.on_disk_layout`: `category_folder` and the marker folders.
+"""Upstream module path `horde_model_reference.on_disk_layout`: where weights live and whether they are there.
 
-Upstream's download and disk-presence helpers (`file_paths_for`, `is_present`, ...) are not
-provided (see docs/consumers.md).
+Re-exports `weights.layout` (weights root, file paths, presence, annotator paths), `weights.kinds`
+(component routing) and the category folder helpers of `compat.meta_consts`.
 """
 
 from horde_model_reference.compat.meta_consts import (
@@ -9,5 +9,34 @@ from horde_model_reference.compat.meta_consts import (
     category_folder,
     get_weights_marker_folders,
 )
+from horde_model_reference.weights.kinds import COMPONENT_PURPOSE_FOLDERS, component_relative_path
+from horde_model_reference.weights.layout import (
+    PresenceSummary,
+    annotator_file_path,
+    annotator_root,
+    annotators_present,
+    annotators_present_for_control_types,
+    file_paths_for,
+    free_bytes_for,
+    is_present,
+    presence_summary,
+    resolve_weights_root,
+)
 
-__all__ = ["WEIGHTS_MARKER_FOLDERS", "category_folder", "get_weights_marker_folders"]
+__all__ = [
+    "COMPONENT_PURPOSE_FOLDERS",
+    "WEIGHTS_MARKER_FOLDERS",
+    "PresenceSummary",
+    "annotator_file_path",
+    "annotator_root",
+    "annotators_present",
+    "annotators_present_for_control_types",
+    "category_folder",
+    "component_relative_path",
+    "file_paths_for",
+    "free_bytes_for",
+    "get_weights_marker_folders",
+    "is_present",
+    "presence_summary",
+    "resolve_weights_root",
+]
