@@ -186,6 +186,7 @@ def test_category_descriptors() -> None:
     assert sorted(mc.get_weights_marker_folders()) == ["clip", "compvis"]
     assert mc.category_folder(CATEGORY.controlnet_annotator) == "controlnet"
     assert mc.category_folder("text_generation") is None
+    assert mc.category_folder("no_such_category") is None  # unknown: None, as upstream's on_disk_layout
 
 
 def test_an_unknown_category_descriptor_is_a_key_error() -> None:

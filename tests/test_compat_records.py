@@ -61,7 +61,7 @@ def test_model_dump_gives_every_field_by_attribute_name() -> None:
     assert dumped["parameters_count"] == 7_000_000_000
     assert "parameters" not in dumped
     assert dumped["description"] is None  # defaults included, as pydantic's model_dump()
-    assert dumped["config"] == {"download": []}
+    assert dumped["config"] == {"download": [], "embedded_component_hashes": None}  # as 8.6.2
     assert dumped["model_classification"] == {"domain": "text", "purpose": "generation"}
     assert dumped["record_type"] == CATEGORY.text_generation
 

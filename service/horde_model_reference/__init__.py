@@ -81,6 +81,18 @@ from horde_model_reference.errors import (
     SettingsError,
     UnknownCategoryError,
 )
+from horde_model_reference.integrations.data_merger import PopularModelResult
+from horde_model_reference.licensing import (
+    LicenseAssignment,
+    LicensedAsset,
+    LicensedAssetKind,
+    LicenseDefinition,
+    LicenseEvidence,
+    LicenseObligation,
+    ModelLicensing,
+    PermissionStatus,
+    unknown_model_licensing,
+)
 from horde_model_reference.manager.api import ModelReferenceManager
 from horde_model_reference.manager.prefetch import DeferredPrefetchHandle, PrefetchStrategy
 from horde_model_reference.providers import *  # noqa: F403
@@ -212,6 +224,16 @@ __all__ = [
     "is_present",
     "presence_summary",
     "resolve_weights_root",
+    "LicenseAssignment",
+    "LicenseDefinition",
+    "LicenseEvidence",
+    "LicenseObligation",
+    "LicensedAsset",
+    "LicensedAssetKind",
+    "ModelLicensing",
+    "PermissionStatus",
+    "PopularModelResult",
+    "unknown_model_licensing",
 ]
 
 

@@ -191,8 +191,11 @@ def get_weights_marker_folders() -> tuple[str, ...]:
 
 
 def category_folder(category: MODEL_REFERENCE_CATEGORY | str) -> str | None:
-    """The folder under the model-weights root holding `category`'s files (None: it has none)."""
-    return get_category_descriptor(category).on_disk_folder_name
+    """The folder under the model-weights root holding `category`'s files (None: none, or unknown)."""
+    try:
+        return get_category_descriptor(category).on_disk_folder_name
+    except UnknownCategoryKeyError:
+        return None
 
 
 class _ValueSet:

