@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
-__all__ = ["atomic_write_bytes", "read_trimmed_bytes"]
+__all__ = ["atomic_output", "atomic_write_bytes", "read_trimmed_bytes"]
 
 _TAIL = 64
 
@@ -28,13 +31,18 @@ def read_trimmed_bytes(path: str | Path) -> bytes:
         return handle.read(keep)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path`: a temporary file in the same directory, fsync, rename, fsync the directory."""
+@contextmanager
+def atomic_output(path: Path) -> Iterator[IO[bytes]]:
+    """A file handle whose content replaces `path` only when the block completes.
+
+    Written to a unique temporary file in the same directory, fsynced, renamed over `path`, and
+    the directory fsynced; on any exception the temporary file is removed and `path` is untouched.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
@@ -47,3 +55,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (see `atomic_output`)."""
+    with atomic_output(path) as handle:
+        handle.write(data)

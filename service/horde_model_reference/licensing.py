@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable
 from datetime import date
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
@@ -226,24 +226,6 @@ class _LicensingRecord(PydanticStyle):
         for name in names:
             if getattr(self, name) == "":
                 raise LicensingValueError(type(self).__name__, name, "", "must not be empty")
-
-    def model_dump(
-        self,
-        *,
-        mode: Literal["python", "json"] | str = "python",
-        by_alias: bool = False,
-        exclude_none: bool = False,
-        include: Any = None,
-        exclude: Any = None,
-    ) -> dict[str, Any]:
-        """As pydantic's `model_dump`; `mode="json"` gives dates as ISO strings and enums as values."""
-        data = super().model_dump(
-            mode=mode, by_alias=by_alias, exclude_none=exclude_none, include=include, exclude=exclude
-        )
-        if mode == "json":
-            result: dict[str, Any] = msgspec.to_builtins(data)
-            return result
-        return data
 
 
 class LicensingRecordMetadata(

@@ -107,11 +107,13 @@ def _dump(record: msgspec.Struct, by_alias: bool, exclude_none: bool) -> dict[st
 def _json_ready(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [_json_ready(v) for v in value]
     if isinstance(value, dict):
         return {str(_json_ready(k)): _json_ready(v) for k, v in value.items()}
-    return value
+    if isinstance(value, str | int | float | None):
+        return value
+    return msgspec.to_builtins(value)  # dates and times as ISO strings, as pydantic's JSON mode
 
 
 def _filter(data: dict[str, Any], include: Any, exclude: Any) -> dict[str, Any]:

@@ -13,11 +13,9 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -36,7 +34,6 @@ __all__ = [
     "RangeNotSupportedError",
     "RegionReader",
     "UnsupportedContainerError",
-    "atomic_output",
     "iter_exact",
     "parse_header",
     "reader_source",
@@ -395,30 +392,3 @@ def _decode_header(source: str, raw: bytes) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise UnsupportedContainerError(source, f"the header is a JSON {_json_type(header)}, not an object")
     return header
-
-
-@contextmanager
-def atomic_output(dest: Path) -> Iterator[IO[bytes]]:
-    """A file handle whose content replaces `dest` only when the block completes.
-
-    Written to a unique temporary file beside `dest`, fsynced, renamed over `dest`, and the
-    directory fsynced (as `fileio.atomic_write_bytes`, but streamed); on any exception the
-    temporary file is removed and `dest` is untouched.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, dest)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    if os.name == "posix":
-        dir_fd = os.open(dest.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from horde_model_reference.fileio import atomic_output
 from horde_model_reference.logs import get_logger
 from horde_model_reference.weights._safetensors import (
     ComponentTensor,
@@ -44,7 +45,6 @@ from horde_model_reference.weights._safetensors import (
     RangeNotSupportedError,
     RegionReader,
     UnsupportedContainerError,
-    atomic_output,
     iter_exact,
     parse_header,
     reader_source,
