@@ -121,6 +121,13 @@ from horde_model_reference.settings import (
     check_settings,
     load_settings,
 )
+from horde_model_reference.weights.download import (
+    DownloadOutcome,
+    download_file,
+    download_record_files,
+    md5_of,
+    sha256_of,
+)
 from horde_model_reference.weights.kinds import COMPONENT_PURPOSE_FOLDERS, component_relative_path
 from horde_model_reference.weights.layout import (
     PresenceSummary,
@@ -234,6 +241,11 @@ __all__ = [
     "PermissionStatus",
     "PopularModelResult",
     "unknown_model_licensing",
+    "DownloadOutcome",
+    "download_file",
+    "download_record_files",
+    "md5_of",
+    "sha256_of",
 ]
 
 
