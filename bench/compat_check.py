@@ -1,4 +1,4 @@
-"""The real-client check: horde-sdk's model-reference code paths, this project against 8.6.2.
+"""The real-client check: horde-sdk's and horde-engine's model-reference code, this project against 8.6.2.
 
 Builds two Python 3.12 virtualenvs next to `.venv-ref` (the benchmarks' baseline, found the same
 way: see `_common.find_ref_python`), once, and reuses them while their stamp matches:
@@ -6,6 +6,9 @@ way: see `_common.find_ref_python`), once, and reuses them while their stamp mat
 * `.venv-compat`: this project (installed from the working tree) in place of horde-model-reference,
   then the current horde-sdk from PyPI with `--no-deps` and its other dependencies;
 * `.venv-compat-ref`: horde-model-reference 8.6.2 and the same horde-sdk.
+
+Both also get horde-engine (`ENGINE`, `--no-deps`: its torch/ComfyUI stack is not needed) and
+loguru, so the probe can run hordelib's own torch-free modules (`compat_probe_weights.py`).
 
 Then runs `compat_probe.py` in each, offline, on the v2 catalogs of `../shared/data/model-reference`
 (copied to a temporary `AIWORKER_CACHE_HOME`), and compares the two JSON documents key by key.
@@ -35,6 +38,8 @@ OURS_VENV = ROOT / ".venv-compat"
 REF_VENV = ROOT / ".venv-compat-ref"
 PROBE = Path(__file__).resolve().parent / "compat_probe.py"
 SDK = "horde-sdk"
+ENGINE = "horde-engine==7.12.0"
+"""The hordelib release whose weight-helper imports this drop-in provides (docs/consumers.md)."""
 CANNOT_RUN = 2
 CATALOG_DIR = "golden-v2"
 
@@ -91,7 +96,7 @@ def build_venv(venv: Path, python: str, reference: str, sdk: str) -> None:
 
     This tree is reinstalled on every run (the venv itself is reused), so the check sees the code as it is.
     """
-    wanted = {"reference": reference, "sdk": sdk, "python": os.path.realpath(python)}
+    wanted = {"reference": reference, "sdk": sdk, "engine": ENGINE, "python": os.path.realpath(python)}
     try:
         ready = json.loads(_stamp(venv).read_text()) == wanted
     except (OSError, ValueError):
@@ -103,6 +108,8 @@ def build_venv(venv: Path, python: str, reference: str, sdk: str) -> None:
         _pip(venv, reference)
         _pip(venv, "--no-deps", sdk)
         _pip(venv, *_sdk_dependencies(venv))
+        _pip(venv, "--no-deps", ENGINE)
+        _pip(venv, "loguru")
         _stamp(venv).write_text(json.dumps(wanted))
     elif reference == str(ROOT):
         _pip(venv, "--no-deps", "--force-reinstall", reference)

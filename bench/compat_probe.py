@@ -90,6 +90,9 @@ def main() -> None:
     _data_model(manager)
     _feature_flags(manager)
     _conversion(manager)
+    import compat_probe_weights  # beside this script, so on sys.path when run as one
+
+    compat_probe_weights.run(step, manager)
     print(json.dumps(RESULTS, indent=1, sort_keys=True, default=str))
 
 

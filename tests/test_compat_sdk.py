@@ -1,9 +1,11 @@
-"""The real-client check (`make compat`): horde-sdk reads the real catalogs here as with 8.6.2.
+"""The real-client check (`make compat`): horde-sdk and horde-engine see the same here as with 8.6.2.
 
 Runs bench/compat_check.py, which builds two Python 3.12 virtualenvs (this package, and PyPI's
-horde-model-reference 8.6.2, each with the current horde-sdk), runs the SDK's model-reference code
-paths offline in both (ImageModelLoadResolver, feature-flag checks, image parameter conversion)
-and compares the results. Skips, saying why, where no Python 3.12, no package index or no
+horde-model-reference 8.6.2, each with the current horde-sdk and horde-engine 7.12.0), runs the
+SDK's model-reference code paths offline in both (ImageModelLoadResolver, feature-flag checks,
+image parameter conversion) and horde-engine's weight helpers (its annotator provider, standalone
+VAE planner and content-hash probe; hashing, sidecars, layout, annotators, canonical components
+and downloads against a local HTTP server) and compares the results. Skips, saying why, where no Python 3.12, no package index or no
 ../shared data is available.
 """
 

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = [
-    "CHUNK_BYTES",
     "MAX_CONNECTIONS_PER_FILE",
     "MIN_SEGMENT_BYTES",
     "NON_RETRIABLE_STATUSES",
@@ -37,7 +36,6 @@ __all__ = [
     "fetch_stream",
 ]
 
-CHUNK_BYTES: Final = 1024 * 1024
 NON_RETRIABLE_STATUSES: Final = frozenset({401, 403, 404, 410})
 SEGMENT_THRESHOLD_BYTES = 64 * 1024 * 1024
 """Files smaller than this are fetched as one stream even when several connections are allowed."""
@@ -86,7 +84,7 @@ def _write_body(
 ) -> int:
     """Write the body to `handle`; never more than `expected` bytes, never fewer without an error."""
     received = 0
-    for chunk in response.iter_raw(CHUNK_BYTES):
+    for chunk in response.iter_raw():
         if not chunk:
             continue
         received += len(chunk)
@@ -225,7 +223,7 @@ def fetch_segmented(
                 if response.status_code != 206 or match is None or int(match.group(1)) != start:
                     raise TransientFailure(f"segment {start}-{end}: HTTP {response.status_code}")
                 offset = start
-                for chunk in response.iter_raw(CHUNK_BYTES):
+                for chunk in response.iter_raw():
                     if stop.is_set():
                         raise TransientFailure("stopped: another segment failed")
                     if offset + len(chunk) > end + 1:
