@@ -170,7 +170,7 @@ class ModelReferenceManager(PopularityMixin, TypedAccessMixin, ReadApi):
         self._revalidating: set[str] = set()
         self._provider_timeout = provider_timeout or settings.provider_timeout_seconds
         self._deferred_handle: DeferredPrefetchHandle | None = None
-        self._async_warm_pending = False
+        self._async_handle: DeferredPrefetchHandle | None = None
         self._bus: BusConsumer | None = None
         if self._nats_url:
             from horde_model_reference.bus.consumer import BusConsumer
@@ -225,7 +225,7 @@ class ModelReferenceManager(PopularityMixin, TypedAccessMixin, ReadApi):
         elif strategy is PrefetchStrategy.ASYNC:
             handle = DeferredPrefetchHandle(self.warm_cache_async)
             self._deferred_handle = handle
-            self._async_warm_pending = True
+            self._async_handle = handle
             get_portal().start_task_soon(self._run_handle_async, handle)
 
     async def _run_handle_async(self, handle: DeferredPrefetchHandle) -> None:
@@ -233,8 +233,6 @@ class ModelReferenceManager(PopularityMixin, TypedAccessMixin, ReadApi):
             await handle.run_async()
         except Exception:
             _log.exception("async_prefetch_failed")
-        finally:
-            self._async_warm_pending = False
 
     def create_deferred_prefetch_handle(self, *, force_refresh: bool = False) -> DeferredPrefetchHandle:
         """A new warm-up handle (it becomes `deferred_prefetch_handle`); nothing runs until it is triggered."""
@@ -328,8 +326,10 @@ class ModelReferenceManager(PopularityMixin, TypedAccessMixin, ReadApi):
     @property
     def prefetch_pending(self) -> bool:
         """Whether a deferred or background warm-up has not finished yet."""
-        handle = self._deferred_handle
-        return self._async_warm_pending or (handle is not None and not handle.done)
+        # The handle's own state, so that whoever awaited it sees `False` at once (no flag to lag behind).
+        return any(
+            handle is not None and not handle.done for handle in (self._async_handle, self._deferred_handle)
+        )
 
     @property
     def bus_connected(self) -> bool:
