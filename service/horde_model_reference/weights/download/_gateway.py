@@ -18,13 +18,16 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 import msgspec
 
 from horde_model_reference.errors import SettingsError
 from horde_model_reference.logs import get_logger
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "GATEWAY_URL_VARIABLE",
@@ -132,9 +135,10 @@ def configured_gateway() -> tuple[str | None, int]:
     return url, ttl
 
 
-def _bounded_body(response: object, limit: int) -> bytes:
+def _bounded_body(response: httpx.Response, limit: int) -> bytes:
+    """The answer's body, refused (`ValueError`) once it grows past `limit` bytes."""
     body = bytearray()
-    for chunk in response.iter_bytes():  # type: ignore[attr-defined]
+    for chunk in response.iter_bytes():
         body += chunk
         if len(body) > limit:
             raise ValueError(f"the answer is larger than {limit} bytes")

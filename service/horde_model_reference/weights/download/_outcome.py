@@ -17,8 +17,8 @@ class DownloadAborted(Exception):
     """Raised by a progress callback to stop a download: the partial file is removed and this propagates."""
 
 
-class DownloadOutcome(msgspec.Struct, frozen=True, kw_only=True):
-    """The result of fetching one file."""
+class DownloadOutcome(msgspec.Struct, frozen=True):
+    """The result of fetching one file (fields in 8.6.2's order, so it can be built positionally as there)."""
 
     success: bool
     """Whether the file is now at `final_path` and (when a hash was declared) matched it."""

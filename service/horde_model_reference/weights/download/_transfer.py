@@ -1,10 +1,14 @@
-"""Moving bytes from one URL into `<destination>.part`: one resumable stream, or ranged segments.
+"""Moving bytes from one URL into a partial file: one resumable stream, or ranged segments.
 
-Each function returns the number of bytes the partial file holds and, when the whole body passed
-through in order, its sha256 (so the finished file need not be read again). Failures are typed:
-`SourceDeclined` (the source will never serve it: 401/403/404/410), `TransientFailure` (worth a
-retry; a resumable partial is kept), `RestartNeeded` (the partial was unusable and removed).
-A progress callback's `DownloadAborted` removes the partial and propagates.
+`fetch_stream` makes one attempt at `<destination>.part` (resumed by `Range` from its size) and
+returns the bytes it holds and, when the whole body passed through in order, its sha256 (so the
+finished file need not be read again). Failures are typed: `SourceDeclined` (the source will never
+serve it: 401/403/404/410), `TransientFailure` (worth a retry; a resumable partial is kept),
+`RestartNeeded` (the partial was unusable and removed). A progress callback's `DownloadAborted`
+removes the partial and propagates.
+
+`fetch_segmented` fills a separate, never-resumed file (`<destination>.spart`) over several ranged
+connections; it answers None when the source does not suit, so the caller uses one stream.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ import hashlib
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import IO, TYPE_CHECKING, Final
 
 from horde_model_reference.logs import get_logger
 from horde_model_reference.weights.download._outcome import DownloadAborted, ProgressCallback
@@ -29,6 +34,7 @@ __all__ = [
     "MIN_SEGMENT_BYTES",
     "NON_RETRIABLE_STATUSES",
     "SEGMENT_THRESHOLD_BYTES",
+    "RangesUnavailable",
     "RestartNeeded",
     "SourceDeclined",
     "TransientFailure",
@@ -42,10 +48,12 @@ SEGMENT_THRESHOLD_BYTES = 64 * 1024 * 1024
 MIN_SEGMENT_BYTES = 16 * 1024 * 1024
 """No segment is smaller than this (fewer connections are used instead)."""
 MAX_CONNECTIONS_PER_FILE: Final = 8
+"""The most connections one file ever gets, whatever the caller asks for."""
 
 _log = get_logger(__name__)
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _TOTAL_ONLY = re.compile(r"bytes \*/(\d+)")
+_RETRIABLE_SEGMENT_STATUSES: Final = frozenset({408, 429})
 
 
 class SourceDeclined(Exception):
@@ -68,6 +76,18 @@ class RestartNeeded(Exception):
     """The partial file could not be resumed and was removed; start again from byte 0."""
 
 
+class RangesUnavailable(Exception):
+    """A ranged request was not answered with the range asked for (`reason`): segments cannot be used."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class _Stopped(Exception):
+    """A segment stopped because another one failed."""
+
+
 def _content_length(response: httpx.Response) -> int | None:
     value = response.headers.get("Content-Length")
     if value is None or not value.isdigit():
@@ -77,7 +97,7 @@ def _content_length(response: httpx.Response) -> int | None:
 
 def _write_body(
     response: httpx.Response,
-    handle: object,
+    handle: IO[bytes],
     *,
     expected: int | None,
     on_chunk: Callable[[bytes], None],
@@ -90,7 +110,7 @@ def _write_body(
         received += len(chunk)
         if expected is not None and received > expected:
             raise TransientFailure(f"the body is longer than its Content-Length ({expected} bytes)")
-        handle.write(chunk)  # type: ignore[attr-defined]
+        handle.write(chunk)
         on_chunk(chunk)
     if expected is not None and received < expected:
         raise TransientFailure(f"the body ended after {received} of {expected} bytes")
@@ -180,78 +200,152 @@ def _plan(total: int, connections: int) -> list[tuple[int, int]]:
     return [(start, min(start + size, total) - 1) for start in range(0, total, size)]
 
 
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
+class _Segments:
+    """The shared state of one segmented transfer: the open file, the count, the stop signal."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        url: str,
+        headers: dict[str, str],
+        fd: int,
+        total: int,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.client = client
+        self.url = url
+        self.headers = headers
+        self.fd = fd
+        self.total = total
+        self.progress = progress
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self._done = 0
+
+    def count(self, amount: int) -> None:
+        with self._lock:  # callbacks see a rising count, one at a time
+            self._done += amount
+            if self.progress is not None:
+                self.progress(self._done, self.total)
+
+    def fetch(self, span: _Span) -> None:
+        """One request for what `span` still lacks; `span.position` advances as bytes are written."""
+        start, end = span.position, span.end
+        request_headers = {**self.headers, "Range": f"bytes={start}-{end}"}
+        with self.client.stream("GET", self.url, headers=request_headers) as response:
+            status = response.status_code
+            if status >= 500 or status in _RETRIABLE_SEGMENT_STATUSES:
+                raise TransientFailure(f"segment {start}-{end}: HTTP {status}")
+            match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
+            if status != 206 or match is None or int(match.group(1)) != start:
+                raise RangesUnavailable(f"segment {start}-{end}: HTTP {status}, not the range asked for")
+            for chunk in response.iter_raw():
+                if self.stop.is_set():
+                    raise _Stopped
+                if span.position + len(chunk) > end + 1:
+                    raise RangesUnavailable(f"segment {start}-{end}: the body is longer than the range")
+                _pwrite_all(self.fd, chunk, span.position)
+                span.position += len(chunk)
+                self.count(len(chunk))
+        if span.position != end + 1:
+            raise TransientFailure(f"segment {start}-{end}: the body stopped at byte {span.position}")
+
+
+class _Span:
+    """One segment's inclusive byte range and how far it is filled."""
+
+    __slots__ = ("end", "position")
+
+    def __init__(self, start: int, end: int) -> None:
+        self.position = start
+        self.end = end
+
+
+def _run_segment(state: _Segments, bounds: tuple[int, int], attempts: int, retry_pause: float) -> None:
+    """Fill one range, resuming it from where a transient failure left it, up to `attempts` times."""
+    import httpx
+
+    span = _Span(*bounds)
+    for attempt in range(1, attempts + 1):
+        try:
+            state.fetch(span)
+            return
+        except (TransientFailure, httpx.TransportError) as exc:
+            if state.stop.is_set() or attempt >= attempts:
+                raise
+            reason = exc.reason if isinstance(exc, TransientFailure) else type(exc).__name__
+            _log.info(
+                "download_segment_retry", start=span.position, end=span.end, attempt=attempt, reason=reason
+            )
+            time.sleep(retry_pause)
+
+
 def fetch_segmented(
     client: httpx.Client,
     url: str,
-    partial: Path,
+    spart: Path,
     *,
     headers: dict[str, str],
     progress: ProgressCallback | None,
     connections: int,
+    attempts: int,
+    retry_pause: float,
 ) -> int | None:
-    """Fetch a large file over up to `connections` ranged requests into a fresh `partial`.
+    """Fetch a large file over up to `connections` ranged requests into a fresh `spart`; its size.
 
-    None when the source does not suit (too small, no ranges) or a segment failed (the partial is
-    then removed and the caller falls back to one stream).
+    None when the source does not suit (too small, no ranges, one connection) or a segment failed
+    after `attempts` tries (`spart` is then removed and the caller falls back to one stream). Any
+    other exception (a progress callback's abort included) removes `spart` and propagates.
     """
-    total = _probe_total(client, url, headers)
+    import httpx
+
+    if min(connections, MAX_CONNECTIONS_PER_FILE) <= 1:
+        return None
+    try:
+        total = _probe_total(client, url, headers)
+    except httpx.HTTPError as exc:
+        # The message is not logged: it holds the URL, whose query may carry a token.
+        _log.info("download_segments_unsuitable", file=spart.name, reason=type(exc).__name__)
+        return None
     if total is None or total < SEGMENT_THRESHOLD_BYTES:
         return None
     segments = _plan(total, connections)
-    partial.unlink(missing_ok=True)
-    lock = threading.Lock()
-    stop = threading.Event()
-    done = 0
-
-    def count(amount: int) -> None:
-        nonlocal done
-        with lock:
-            done += amount
-            if progress is not None:
-                progress(done, total)
-
-    fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    if len(segments) <= 1:
+        return None
+    fd = os.open(spart, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.ftruncate(fd, total)
-
-        def segment(bounds: tuple[int, int]) -> None:
-            start, end = bounds
-            expected = end - start + 1
-            range_headers = {**headers, "Range": f"bytes={start}-{end}"}
-            with client.stream("GET", url, headers=range_headers) as response:
-                match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
-                if response.status_code != 206 or match is None or int(match.group(1)) != start:
-                    raise TransientFailure(f"segment {start}-{end}: HTTP {response.status_code}")
-                offset = start
-                for chunk in response.iter_raw():
-                    if stop.is_set():
-                        raise TransientFailure("stopped: another segment failed")
-                    if offset + len(chunk) > end + 1:
-                        raise TransientFailure(f"segment {start}-{end}: the body is longer than the range")
-                    os.pwrite(fd, chunk, offset)
-                    offset += len(chunk)
-                    count(len(chunk))
-                if offset != end + 1:
-                    raise TransientFailure(
-                        f"segment {start}-{end}: ended after {offset - start} of {expected} bytes"
-                    )
-
+        state = _Segments(client, url, headers, fd, total, progress)
         with ThreadPoolExecutor(max_workers=len(segments), thread_name_prefix="hmr-download") as pool:
-            futures = [pool.submit(segment, bounds) for bounds in segments]
+            futures = [pool.submit(_run_segment, state, bounds, attempts, retry_pause) for bounds in segments]
             wait(futures, return_when=FIRST_EXCEPTION)
-            stop.set()  # the first failure stops the others; a no-op when all are done
+            state.stop.set()  # the first failure stops the others; a no-op when all are done
         errors = [error for future in futures if (error := future.exception()) is not None]
-        if any(isinstance(error, DownloadAborted) for error in errors):
-            raise DownloadAborted
+        expected = (TransientFailure, RangesUnavailable, _Stopped, httpx.HTTPError)
+        unexpected = next((error for error in errors if not isinstance(error, expected)), None)
+        if unexpected is not None:
+            raise unexpected
         if errors:
-            _log.info(
-                "download_segments_failed", file=partial.name, error=str(errors[0]), fallback="one stream"
+            cause = next((error for error in errors if not isinstance(error, _Stopped)), errors[0])
+            reason = (
+                str(cause)
+                if isinstance(cause, (TransientFailure, RangesUnavailable))
+                else type(cause).__name__
             )
-            partial.unlink(missing_ok=True)
+            _log.info("download_segments_failed", file=spart.name, reason=reason, fallback="one stream")
+            spart.unlink(missing_ok=True)
             return None
         os.fsync(fd)
-    except DownloadAborted:
-        partial.unlink(missing_ok=True)
+    except BaseException:
+        spart.unlink(missing_ok=True)
         raise
     finally:
         os.close(fd)
