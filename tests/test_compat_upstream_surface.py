@@ -1,9 +1,9 @@
 """Every name of 8.6.2's root `__all__`, and every name horde-engine 7.12.0 imports, resolves here.
 
 Both lists were read off the released packages (`pip download --no-deps horde-model-reference==8.6.2`
-and `horde-engine==7.12.0`, their `__init__.py` and every `from horde_model_reference... import`
-in hordelib), so a consumer that imports any of them gets an object, not an ImportError. What the
-objects do is checked where they live (tests/test_compat_*.py, tests/test_weights_*.py) and
+and `horde-engine==7.12.0`: the `__init__.py`, and every `from horde_model_reference... import` in
+hordelib, parsed with Python 3.12 since some hordelib modules use its syntax), so a consumer that
+imports any of them gets an object, not an ImportError. What the objects do is checked where they live (tests/test_compat_*.py, tests/test_weights_*.py) and
 against 8.6.2 itself by `make compat`.
 """
 
@@ -108,6 +108,7 @@ HORDE_ENGINE_IMPORTS: dict[str, list[str]] = {
     "horde_model_reference": [
         "COMPONENT_PURPOSE_FOLDERS",
         "HORDE_SOURCE_ID",
+        "HordeModelReferenceSettings",
         "MODEL_REFERENCE_CATEGORY",
         "ModelReferenceManager",
         "PENDING_SOURCE_ID",
@@ -118,8 +119,11 @@ HORDE_ENGINE_IMPORTS: dict[str, list[str]] = {
         "category_folder",
         "component_relative_path",
         "download_engine",
+        "file_paths_for",
+        "get_category_descriptor",
         "horde_model_reference_paths",
         "horde_model_reference_settings",
+        "is_present",
         "resolve_weights_root",
     ],
     "horde_model_reference.annotator_records": [
@@ -139,6 +143,11 @@ HORDE_ENGINE_IMPORTS: dict[str, list[str]] = {
     "horde_model_reference.component_identity": [
         "ensure_sidecar",
         "read_sidecar",
+    ],
+    "horde_model_reference.download_engine": [
+        "DownloadOutcome",
+        "_segmented_download",
+        "gateway_accepts_key",
     ],
     "horde_model_reference.meta_consts": [
         "KNOWN_IMAGE_GENERATION_BASELINE",
