@@ -387,19 +387,6 @@ def _canonical(step: Step) -> None:
     step("weights.canonical.round_trip", lambda: sorted(registry.model_dump(mode="json")["components"][0]))
 
 
-def _downloaded(folder: Path) -> list[str]:
-    """The files in `folder`, digest caches included only beside the file they describe.
-
-    8.6.2 leaves `<name>.sha256` behind when it deletes a download that failed its hash; this
-    package writes no cache for a file it never installs (docs/consumers.md). Either way a cache
-    older than the file it names is ignored, so the stray file is no behaviour to compare.
-    """
-    if not folder.exists():
-        return []
-    files = {p.stem for p in folder.iterdir() if p.suffix != ".sha256"}
-    return sorted(p.name for p in folder.iterdir() if p.suffix != ".sha256" or p.stem in files)
-
-
 def _downloads(step: Step, scratch: Path) -> None:
     from horde_model_reference import download_engine, md5_of, sha256_of
 
@@ -415,7 +402,7 @@ def _downloads(step: Step, scratch: Path) -> None:
             "final_path": _relative(outcome.final_path, scratch),
             "bytes_written": outcome.bytes_written,
             "sha256": outcome.sha256,
-            "on_disk": _downloaded(target),
+            "on_disk": sorted(p.name for p in target.iterdir()) if target.exists() else [],
         }
 
     with _server(files) as base:
