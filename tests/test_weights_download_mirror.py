@@ -17,24 +17,20 @@ import pytest
 
 from horde_model_reference import download_engine
 from horde_model_reference.errors import SettingsError
-from horde_model_reference.weights.download import clear_gateway_caches, engine
-from test_weights_download_server import BODY, BODY_SHA, Behaviour, Server, listing, serve
+from horde_model_reference.weights.download import engine
+from test_weights_download_server import BODY, BODY_SHA, Behaviour, Server, isolated_downloads, listing, serve
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    with isolated_downloads(monkeypatch):
+        yield
 
 
 @pytest.fixture
 def server() -> Iterator[Server]:
     with serve() as state:
         yield state
-
-
-@pytest.fixture(autouse=True)
-def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(engine, "RETRY_SLEEP_SECONDS", 0.0)
-    monkeypatch.delenv("HORDE_MODEL_REFERENCE_R2__GATEWAY_URL", raising=False)
-    monkeypatch.delenv("HORDE_MODEL_REFERENCE_R2__MANIFEST_TTL_SECONDS", raising=False)
-    clear_gateway_caches()
-    yield
-    clear_gateway_caches()
 
 
 # --- 8.6.2's results ----------------------------------------------------------------------------

@@ -18,6 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import pytest
+
+from horde_model_reference.weights.download import clear_gateway_caches, engine
 
 BODY = bytes((i * 7 + 3) % 251 for i in range(5000))
 BODY_SHA = hashlib.sha256(BODY).hexdigest()
@@ -145,6 +148,19 @@ def serve() -> Iterator[Server]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=10)
+
+
+@contextmanager
+def isolated_downloads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No pause between retries, no gateway from the environment, no inventory or session cached."""
+    monkeypatch.setattr(engine, "RETRY_SLEEP_SECONDS", 0.0)
+    monkeypatch.delenv("HORDE_MODEL_REFERENCE_R2__GATEWAY_URL", raising=False)
+    monkeypatch.delenv("HORDE_MODEL_REFERENCE_R2__MANIFEST_TTL_SECONDS", raising=False)
+    clear_gateway_caches()
+    try:
+        yield
+    finally:
+        clear_gateway_caches()
 
 
 def listing(folder: Path) -> list[str]:
