@@ -11,12 +11,16 @@ import hashlib
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from horde_model_reference import download_engine
-from horde_model_reference.model_reference_records import ImageGenerationModelRecord
-from horde_model_reference.weights.download import _transfer, engine
+from horde_model_reference.model_reference_records import (
+    ImageGenerationModelRecord,
+    TextGenerationModelRecord,
+)
+from horde_model_reference.weights.download import UnsafeDownloadPathError, _transfer, engine
 from test_weights_download_server import BODY, BODY_SHA, Behaviour, Server, isolated_downloads, listing, serve
 
 
@@ -253,8 +257,8 @@ def test_any_callback_exception_during_segments_propagates(server: Server, tmp_p
 @pytest.mark.usefixtures("small_segments")
 def test_hordelibs_segmented_download_entry_point(server: Server, tmp_path: Path) -> None:
     server.paths["/f"] = Behaviour(body=BODY)
-    segmented = download_engine._segmented_download  # type: ignore[attr-defined]
-    arguments = {
+    segmented = download_engine._segmented_download
+    arguments: dict[str, Any] = {
         "expected_sha256": BODY_SHA,
         "progress_callback": None,
         "extra_headers": None,
@@ -362,3 +366,44 @@ def test_a_source_that_never_answers_times_out_and_fails(
         outcome = download_engine.download_file(url, tmp_path / "m.bin", max_retries=2)
     assert not outcome.success and outcome.sha256 is None
     assert listing(tmp_path) == []  # no headers ever came: nothing was started
+
+
+@pytest.mark.parametrize("file_name", ["../../escaped.bin", "/etc/escaped.bin", "..", "a/../../x.bin"])
+def test_a_file_name_leaving_the_weights_root_is_refused_before_any_request(
+    server: Server, tmp_path: Path, file_name: str
+) -> None:
+    server.paths["/unet"] = Behaviour(body=BODY)
+    record = ImageGenerationModelRecord.model_validate(
+        {
+            "name": "Escape",
+            "baseline": "flux_1",
+            "nsfw": False,
+            "config": {
+                "download": [
+                    {"file_name": file_name, "file_url": f"{server.url}/unet", "sha256sum": BODY_SHA}
+                ]
+            },
+        }
+    )
+    with pytest.raises(UnsafeDownloadPathError, match="Escape") as caught:
+        download_engine.download_record_files(record, tmp_path / "root")
+    assert caught.value.value == file_name
+    assert server.requests == []
+    assert listing(tmp_path) == []
+
+
+def test_a_record_whose_category_has_no_weights_folder_reports_false(server: Server, tmp_path: Path) -> None:
+    server.paths["/m"] = Behaviour(body=BODY)
+    record = TextGenerationModelRecord.model_validate(
+        {
+            "name": "Words",
+            "baseline": "llama",
+            "parameters": 7_000_000_000,
+            "config": {
+                "download": [{"file_name": "m.gguf", "file_url": f"{server.url}/m", "sha256sum": BODY_SHA}]
+            },
+        }
+    )
+    assert not download_engine.download_record_files(record, tmp_path)
+    assert server.requests == []
+    assert listing(tmp_path) == []

@@ -46,6 +46,12 @@ UPSTREAM_OUTCOMES = {
     "absent.bin": (None, "/nothing", False, 0, None, []),
 }
 """What 8.6.2's `download_addressed_file` returned and left in an empty folder, per destination."""
+UPSTREAM_CACHE_FILES = {
+    "w.v1.sha256": b"34c793c9beb4440cfc3badd697760712152fcbe08905a6a2137b3895fd7719df *w.v1.safetensors",
+    "w.v1.md5": b"4d5d1cba9eb18884a5410f4b83bc6951 *w.v1.safetensors",
+}
+"""The exact cache files 8.6.2's `sha256_of` and `md5_of` wrote beside `w.v1.safetensors` holding
+`b"hello world" * 1000` (read back byte for byte; 8.6.2 also took our caches as its own)."""
 
 
 @pytest.mark.parametrize("name", sorted(UPSTREAM_OUTCOMES))
@@ -83,6 +89,21 @@ def test_digest_caches_are_written_in_upstreams_format(tmp_path: Path) -> None:
     assert (tmp_path / "w.v1.md5").read_bytes() == UPSTREAM_CACHE_TEXT.format(
         digest=md5, name=path.name
     ).encode()
+
+
+def test_cache_files_are_byte_for_byte_upstreams_and_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "w.v1.safetensors"
+    path.write_bytes(b"hello world" * 1000)
+    sha, md5 = download_engine.sha256_of(path), download_engine.md5_of(path)
+    assert md5 is not None
+    assert {name: (tmp_path / name).read_bytes() for name in UPSTREAM_CACHE_FILES} == UPSTREAM_CACHE_FILES
+    assert (sha, md5) == tuple(data.split()[0].decode() for data in UPSTREAM_CACHE_FILES.values())
+    later = path.stat().st_mtime + 10
+    for name in UPSTREAM_CACHE_FILES:  # 8.6.2's files, with other digests, stay trusted while newer
+        (tmp_path / name).write_bytes(UPSTREAM_CACHE_FILES[name].replace(b"4", b"e"))
+        os.utime(tmp_path / name, (later, later))
+    assert download_engine.sha256_of(path) == sha.replace("4", "e")
+    assert download_engine.md5_of(path) == md5.replace("4", "e")
 
 
 def test_a_cache_goes_stale_when_the_file_changes(tmp_path: Path) -> None:
@@ -152,7 +173,9 @@ def _mirror(server: Server, *, hashes: list[str], session: bool = True, object_s
     return f"{server.url}/gw"
 
 
-def _fetch(server: Server, tmp_path: Path, gateway: str | None, apikey: str | None = "key") -> object:
+def _fetch(
+    server: Server, tmp_path: Path, gateway: str | None, apikey: str | None = "key"
+) -> download_engine.DownloadOutcome:
     return download_engine.download_addressed_file(
         f"{server.url}/origin", tmp_path / "m.bin", sha256=BODY_SHA, gateway_base_url=gateway, apikey=apikey
     )
@@ -161,7 +184,7 @@ def _fetch(server: Server, tmp_path: Path, gateway: str | None, apikey: str | No
 def test_the_mirror_serves_a_listed_file_with_a_session_token(server: Server, tmp_path: Path) -> None:
     gateway = _mirror(server, hashes=[BODY_SHA])
     outcome = _fetch(server, tmp_path, gateway)
-    assert outcome.success  # type: ignore[attr-defined]
+    assert outcome.success
     (object_request,) = server.asked(f"/gw/by-hash/{BODY_SHA}")
     assert object_request["authorization"] == "Bearer hmr1.abc"
     assert "apikey" not in object_request
@@ -172,13 +195,13 @@ def test_the_mirror_serves_a_listed_file_with_a_session_token(server: Server, tm
 
 def test_a_gateway_without_sessions_gets_the_key_header(server: Server, tmp_path: Path) -> None:
     gateway = _mirror(server, hashes=[BODY_SHA], session=False)
-    assert _fetch(server, tmp_path, gateway).success  # type: ignore[attr-defined]
+    assert _fetch(server, tmp_path, gateway).success
     assert server.asked(f"/gw/by-hash/{BODY_SHA}")[0]["apikey"] == "key"
 
 
 def test_a_failing_mirror_falls_back_to_the_origin_at_once(server: Server, tmp_path: Path) -> None:
     gateway = _mirror(server, hashes=[BODY_SHA], object_status=500)
-    assert _fetch(server, tmp_path, gateway).success  # type: ignore[attr-defined]
+    assert _fetch(server, tmp_path, gateway).success
     assert len(server.asked(f"/gw/by-hash/{BODY_SHA}")) == 1  # one try at the mirror
     assert len(server.asked("/origin")) == 1
     assert not (tmp_path / "m.bin.part").exists()
@@ -198,14 +221,14 @@ def test_the_mirror_is_skipped_unless_its_inventory_lists_the_file(
 ) -> None:
     gateway = _mirror(server, hashes=[])
     server.paths["/gw/v1/manifest"] = Behaviour(json_body=manifest)
-    assert _fetch(server, tmp_path, gateway).success  # type: ignore[attr-defined]
+    assert _fetch(server, tmp_path, gateway).success
     assert server.asked(f"/gw/by-hash/{BODY_SHA}") == []
     assert len(server.asked("/origin")) == 1
 
 
 def test_the_mirror_needs_a_key_and_a_known_hash(server: Server, tmp_path: Path) -> None:
     gateway = _mirror(server, hashes=[BODY_SHA])
-    assert _fetch(server, tmp_path, gateway, apikey=None).success  # type: ignore[attr-defined]
+    assert _fetch(server, tmp_path, gateway, apikey=None).success
     download_engine.download_addressed_file(
         f"{server.url}/origin", tmp_path / "n.bin", sha256="FIXME", gateway_base_url=gateway, apikey="key"
     )
@@ -224,7 +247,7 @@ def test_the_key_never_travels_over_plain_http_to_another_host(server: Server, t
     ):
         assert not download_engine.gateway_accepts_key(refused), refused
     server.paths["/origin"] = Behaviour(body=BODY)
-    assert _fetch(server, tmp_path, "http://mirror.invalid").success  # type: ignore[attr-defined]
+    assert _fetch(server, tmp_path, "http://mirror.invalid").success
     assert [p for _, p, _ in server.requests] == ["/origin"]
 
 
@@ -240,7 +263,7 @@ def test_the_configured_gateway_comes_from_upstreams_variable(
 ) -> None:
     gateway = _mirror(server, hashes=[BODY_SHA])
     monkeypatch.setenv("HORDE_MODEL_REFERENCE_R2__GATEWAY_URL", gateway)
-    assert _fetch(server, tmp_path, None).success  # type: ignore[attr-defined]
+    assert _fetch(server, tmp_path, None).success
     assert len(server.asked(f"/gw/by-hash/{BODY_SHA}")) == 1
     download_engine.download_addressed_file(
         f"{server.url}/origin",
