@@ -20,7 +20,8 @@ from horde_model_reference.model_reference_records import (
     ImageGenerationModelRecord,
     TextGenerationModelRecord,
 )
-from horde_model_reference.weights.download import UnsafeDownloadPathError, _transfer, engine
+from horde_model_reference.weights.download import _transfer, engine
+from horde_model_reference.weights.layout import UnsafeWeightsPathError
 from test_weights_download_server import BODY, BODY_SHA, Behaviour, Server, isolated_downloads, listing, serve
 
 
@@ -385,7 +386,7 @@ def test_a_file_name_leaving_the_weights_root_is_refused_before_any_request(
             },
         }
     )
-    with pytest.raises(UnsafeDownloadPathError, match="Escape") as caught:
+    with pytest.raises(UnsafeWeightsPathError, match="Escape") as caught:
         download_engine.download_record_files(record, tmp_path / "root")
     assert caught.value.value == file_name
     assert server.requests == []

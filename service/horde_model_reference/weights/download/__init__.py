@@ -11,7 +11,6 @@ from horde_model_reference.weights.download._gateway import (
     gateway_url_for,
 )
 from horde_model_reference.weights.download._outcome import DownloadAborted, DownloadOutcome, ProgressCallback
-from horde_model_reference.weights.download._placement import UnsafeDownloadPathError
 from horde_model_reference.weights.download.engine import (
     download_addressed_file,
     download_file,
@@ -24,7 +23,6 @@ __all__ = [
     "DownloadAborted",
     "DownloadOutcome",
     "ProgressCallback",
-    "UnsafeDownloadPathError",
     "clear_gateway_caches",
     "download_addressed_file",
     "download_file",

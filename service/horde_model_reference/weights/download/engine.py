@@ -40,7 +40,7 @@ from horde_model_reference.weights.download._outcome import (
     ProgressCallback,
     failed,
 )
-from horde_model_reference.weights.download._placement import record_destinations
+from horde_model_reference.weights.layout import file_paths_for
 
 if TYPE_CHECKING:
     import httpx
@@ -324,9 +324,9 @@ def download_record_files(
     A file already there is kept when it still matches its declared sha256, else removed and
     fetched again. True when every file is present (and matched); False otherwise, or when the
     record's files have no place under `root` (a category without a weights folder). Raises
-    `UnsafeDownloadPathError` (before any download) for a file that would land outside the root's folders.
+    `UnsafeWeightsPathError` (before any download) for a file that would land outside the root's folders.
     """
-    destinations = record_destinations(record, Path(root))
+    destinations = file_paths_for(record, Path(root))
     if not destinations:
         _log.warning("download_no_targets", model=record.name)
         return False
